@@ -1,0 +1,11 @@
+//! Pure numeric kernels: no napi, no method math.
+//!
+//! - [`gemm`]: `A·Bᵀ` tiles for row-major `f32` (the `gemm` crate, runtime-dispatched SIMD).
+//! - [`similarity`]: cosine / dot similarity, row normalisation, the parallel tile driver.
+//! - [`lse`]: streaming log-sum-exp in `f64` with a SIMD `exp` (runtime-dispatched).
+//! - [`topk`]: running top-k with the library's tie rule (score desc, index asc).
+
+pub mod gemm;
+pub mod lse;
+pub mod similarity;
+pub mod topk;

@@ -1,0 +1,173 @@
+//! Cosine / dot similarity between the rows of two row-major `f32` matrices, computed as tiled,
+//! multi-threaded `A·Bᵀ` products (see [`super::gemm`]).
+
+use std::borrow::Cow;
+
+use rayon::prelude::*;
+
+use super::gemm::{matmul_abt_strided, matmul_abt_reference};
+use crate::error::{Error, Result};
+use crate::matrix::MatRef;
+
+/// How two embeddings are compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    /// Inner product of L2-normalised rows (rows are normalised on the fly; inputs are not modified).
+    Cosine,
+    /// Plain inner product.
+    Dot,
+}
+
+impl Metric {
+    pub fn parse(s: &str) -> Result<Metric> {
+        match s {
+            "cosine" => Ok(Metric::Cosine),
+            "dot" => Ok(Metric::Dot),
+            _ => Err(Error::param(format!("metric must be 'cosine' or 'dot', got '{s}'"))),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::Cosine => "cosine",
+            Metric::Dot => "dot",
+        }
+    }
+}
+
+/// Rows of the output computed per tile, and columns per tile. Fixed (never derived from the thread
+/// count) so that results are bit-identical on any machine size.
+pub const TILE_ROWS: usize = 256;
+pub const TILE_COLS: usize = 1024;
+
+/// Returns `m`'s rows L2-normalised (a new buffer) under cosine, or `m` itself under dot.
+/// Norms are accumulated in `f64`. A zero row under cosine is an `ERR_NON_FINITE` error naming `name`.
+pub fn prepare<'a>(m: MatRef<'a>, metric: Metric, name: &str) -> Result<Cow<'a, [f32]>> {
+    match metric {
+        Metric::Dot => Ok(Cow::Borrowed(m.data)),
+        Metric::Cosine => {
+            let mut out = m.data.to_vec();
+            normalize_rows_in_place(&mut out, m.cols, name)?;
+            Ok(Cow::Owned(out))
+        }
+    }
+}
+
+/// L2-normalises each row of `data` (row length `cols`) in place; zero rows are an error.
+pub fn normalize_rows_in_place(data: &mut [f32], cols: usize, name: &str) -> Result<()> {
+    if cols == 0 {
+        return Ok(());
+    }
+    let bad = data
+        .par_chunks_mut(cols)
+        .enumerate()
+        .map(|(r, row)| {
+            let nrm = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt();
+            if nrm == 0.0 || !nrm.is_finite() {
+                return Some(r);
+            }
+            let inv = 1.0 / nrm;
+            for v in row.iter_mut() {
+                *v = (*v as f64 * inv) as f32;
+            }
+            None
+        })
+        .find_first(|r| r.is_some())
+        .flatten();
+    match bad {
+        Some(r) => Err(Error::non_finite(format!("{name}: row {r} has zero norm (cosine similarity is undefined)"))),
+        None => Ok(()),
+    }
+}
+
+/// `a`'s rows against `b`'s rows: the `a.rows × b.rows` similarity matrix, row-major `f32`.
+///
+/// Errors: `ERR_SHAPE` if `a.cols != b.cols`; `ERR_NON_FINITE` for NaN/±Inf or a zero row under cosine.
+pub fn similarity(a: MatRef, b: MatRef, metric: Metric) -> Result<Vec<f32>> {
+    if a.cols != b.cols {
+        return Err(Error::shape(format!("a has dim {}, b has dim {} (they must agree)", a.cols, b.cols)));
+    }
+    a.check_finite("a")?;
+    b.check_finite("b")?;
+    let pa = prepare(a, metric, "a")?;
+    let pb = prepare(b, metric, "b")?;
+    let mut out = vec![0f32; a.rows * b.rows];
+    matmul_abt_par(&pa, a.rows, &pb, b.rows, a.cols, &mut out);
+    Ok(out)
+}
+
+/// Scalar reference for [`similarity`] (f64 norms and f64 dot products).
+pub fn similarity_reference(a: MatRef, b: MatRef, metric: Metric) -> Vec<f32> {
+    let norm = |m: &MatRef| -> Vec<f32> {
+        let mut v = m.data.to_vec();
+        if metric == Metric::Cosine {
+            for row in v.chunks_mut(m.cols.max(1)) {
+                let n = row.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
+                for x in row.iter_mut() {
+                    *x = (*x as f64 / n) as f32;
+                }
+            }
+        }
+        v
+    };
+    let (na, nb) = (norm(&a), norm(&b));
+    let mut out = vec![0f32; a.rows * b.rows];
+    matmul_abt_reference(&na, a.rows, &nb, b.rows, a.cols, &mut out);
+    out
+}
+
+struct SendPtr(*mut f32);
+// SAFETY: used only to hand disjoint output tiles to rayon workers.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+/// Multi-threaded `out (m×n) = a (m×d) · b (n×d)ᵀ` over fixed [`TILE_ROWS`]×[`TILE_COLS`] tiles.
+pub fn matmul_abt_par(a: &[f32], m: usize, b: &[f32], n: usize, d: usize, out: &mut [f32]) {
+    assert!(out.len() >= m * n);
+    let tiles: Vec<(usize, usize)> = (0..m.div_ceil(TILE_ROWS))
+        .flat_map(|ib| (0..n.div_ceil(TILE_COLS)).map(move |jb| (ib * TILE_ROWS, jb * TILE_COLS)))
+        .collect();
+    let base = SendPtr(out.as_mut_ptr());
+    tiles.par_iter().for_each(|&(i0, j0)| {
+        let base = &base;
+        let (tm, tn) = ((m - i0).min(TILE_ROWS), (n - j0).min(TILE_COLS));
+        // SAFETY: tiles are disjoint and lie inside `out` (m rows of stride n).
+        unsafe {
+            matmul_abt_strided(&a[i0 * d..(i0 + tm) * d], tm, &b[j0 * d..(j0 + tn) * d], tn, d, base.0.add(i0 * n + j0), n);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cosine_and_dot_match_reference_across_tiles() {
+        let mut s = 11u64;
+        let mut r = || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        };
+        for &(m, n, d) in &[(1, 1, 1), (3, 5, 7), (300, 1030, 33), (1, 2100, 16)] {
+            let a: Vec<f32> = (0..m * d).map(|_| r()).collect();
+            let b: Vec<f32> = (0..n * d).map(|_| r()).collect();
+            for metric in [Metric::Cosine, Metric::Dot] {
+                let (am, bm) = (MatRef::new(&a, m, d, "a").unwrap(), MatRef::new(&b, n, d, "b").unwrap());
+                let got = similarity(am, bm, metric).unwrap();
+                let want = similarity_reference(am, bm, metric);
+                for (g, w) in got.iter().zip(&want) {
+                    assert!((g - w).abs() < 1e-5, "{m}x{n}x{d} {metric:?}: {g} vs {w}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn zero_row_under_cosine_is_an_error() {
+        let a = [1.0f32, 0.0, 0.0, 0.0];
+        let err = similarity(MatRef::new(&a, 2, 2, "a").unwrap(), MatRef::new(&a, 2, 2, "b").unwrap(), Metric::Cosine).unwrap_err();
+        assert_eq!(err.code, crate::ErrorCode::NonFinite);
+        assert!(similarity(MatRef::new(&a, 2, 2, "a").unwrap(), MatRef::new(&a, 2, 2, "b").unwrap(), Metric::Dot).is_ok());
+    }
+}

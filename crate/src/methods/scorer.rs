@@ -1,0 +1,252 @@
+//! The shared scoring model every method compiles to, and the fused search over it.
+//!
+//! Every method in this crate scores query q against gallery item j as
+//!
+//! ```text
+//! ℓ(q, j) = scale · s(q, j) − bias[v(q)][j] − offset(q)
+//! ```
+//!
+//! where `v(q)` is a *variant* chosen per query by a gate on the raw top-1 `t(q) = argmax_j s(q, j)`
+//! (DIS: 2 variants, DualDIS: 4; everything else: 1) and `offset(q)` is a per-query constant
+//! (CSLS: the mean of the K largest raw similarities of q; else 0). Biases are `f64`; `scale > 0`.
+//! This is also why the methods are bias-reducible (spec §4).
+//!
+//! Search never materialises the query × gallery matrix: query blocks × gallery chunks are scored
+//! tile by tile and reduced on the fly to a running top-k *per variant*; once the raw top-1 of the
+//! row is known, the gated variant's list is kept. Top-k under the total order (score desc, index
+//! asc) is unique, so merging chunk results in any order is bit-identical.
+
+use rayon::prelude::*;
+
+use crate::control::Control;
+use crate::error::Result;
+use crate::kernels::gemm::matmul_abt;
+use crate::kernels::topk::{TopK, TopValues};
+
+/// How a query picks its variant.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Gate {
+    /// One variant.
+    None,
+    /// DIS: variant 1 (normalised) iff the raw top-1 is in the activation set, else variant 0.
+    Single(Vec<bool>),
+    /// DualDIS: variant `γq + 2·γg` from two activation sets.
+    Dual(Vec<bool>, Vec<bool>),
+}
+
+/// A compiled scoring rule (see the module docs).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scorer {
+    pub scale: f64,
+    /// `variants × n_gallery` biases.
+    pub bias: Vec<Vec<f64>>,
+    pub gate: Gate,
+    /// K of the per-query offset (mean of the K largest raw similarities of the row); 0 = no offset.
+    pub offset_k: usize,
+    pub n_gallery: usize,
+}
+
+/// Per-row running state during a fused search.
+#[derive(Clone)]
+struct RowState {
+    raw_top: TopK,
+    raw_vals: Option<TopValues>,
+    lists: Vec<TopK>,
+}
+
+impl Scorer {
+    pub fn variants(&self) -> usize {
+        self.bias.len()
+    }
+
+    fn needs_top1(&self) -> bool {
+        !matches!(self.gate, Gate::None)
+    }
+
+    /// Variant of a query whose raw top-1 is `t`.
+    #[inline]
+    pub fn variant_of(&self, t: usize) -> usize {
+        match &self.gate {
+            Gate::None => 0,
+            Gate::Single(a) => a[t] as usize,
+            Gate::Dual(aq, ag) => aq[t] as usize + 2 * ag[t] as usize,
+        }
+    }
+
+    #[inline(always)]
+    fn score(&self, s: f32, v: usize, j: usize, offset: f64) -> f64 {
+        self.scale * s as f64 - self.bias[v][j] - offset
+    }
+
+    /// Raw top-1 (ties: lowest index) and the offset of one full raw row.
+    pub fn row_context(&self, raw: &[f32]) -> (usize, f64) {
+        let mut t = 0usize;
+        if self.needs_top1() {
+            for (j, &s) in raw.iter().enumerate() {
+                if s > raw[t] {
+                    t = j;
+                }
+            }
+        }
+        let off = if self.offset_k > 0 {
+            let mut tv = TopValues::new(self.offset_k.min(raw.len()));
+            tv.extend(raw);
+            tv.mean()
+        } else {
+            0.0
+        };
+        (t, off)
+    }
+
+    /// Normalised scores of one raw row into `out` (`f32`).
+    pub fn score_row(&self, raw: &[f32], out: &mut [f32]) {
+        let (t, off) = self.row_context(raw);
+        let v = self.variant_of(t);
+        for (j, (&s, o)) in raw.iter().zip(out.iter_mut()).enumerate() {
+            *o = self.score(s, v, j, off) as f32;
+        }
+    }
+
+    /// The full `nq × n_gallery` score matrix from raw similarities (row-major `f32`).
+    pub fn scores_from_sims(&self, sims: &[f32], nq: usize) -> Vec<f32> {
+        let ng = self.n_gallery;
+        let mut out = vec![0f32; nq * ng];
+        if ng == 0 {
+            return out;
+        }
+        out.par_chunks_mut(ng).zip(sims.par_chunks(ng)).for_each(|(o, r)| self.score_row(r, o));
+        out
+    }
+
+    /// Scores of given candidate items per query (`nq × c` ids, row-major) from full raw rows.
+    pub fn rerank_from_sims(&self, sims: &[f32], nq: usize, cand: &[u32], c: usize) -> Vec<f32> {
+        let ng = self.n_gallery;
+        let mut out = vec![0f32; nq * c];
+        out.par_chunks_mut(c.max(1)).enumerate().for_each(|(q, o)| {
+            let raw = &sims[q * ng..(q + 1) * ng];
+            let (t, off) = self.row_context(raw);
+            let v = self.variant_of(t);
+            for (oo, &j) in o.iter_mut().zip(&cand[q * c..(q + 1) * c]) {
+                *oo = self.score(raw[j as usize], v, j as usize, off) as f32;
+            }
+        });
+        out
+    }
+
+    fn new_row(&self, k: usize) -> RowState {
+        RowState {
+            raw_top: TopK::new(if self.needs_top1() { 1 } else { 0 }),
+            raw_vals: if self.offset_k > 0 { Some(TopValues::new(self.offset_k.min(self.n_gallery))) } else { None },
+            lists: (0..self.variants()).map(|_| TopK::new(k)).collect(),
+        }
+    }
+
+    /// Folds raw similarities `raw` of gallery items `j0..j0+raw.len()` into a row state.
+    #[inline]
+    fn fold(&self, st: &mut RowState, raw: &[f32], j0: usize) {
+        if self.needs_top1() {
+            for (jj, &s) in raw.iter().enumerate() {
+                st.raw_top.push(s as f64, (j0 + jj) as u32);
+            }
+        }
+        if let Some(tv) = st.raw_vals.as_mut() {
+            tv.extend(raw);
+        }
+        for (v, list) in st.lists.iter_mut().enumerate() {
+            let bias = &self.bias[v][j0..j0 + raw.len()];
+            for (jj, (&s, &b)) in raw.iter().zip(bias).enumerate() {
+                let sc = self.scale * s as f64 - b;
+                if sc >= list.threshold() {
+                    list.push(sc, (j0 + jj) as u32);
+                }
+            }
+        }
+    }
+
+    fn merge_row(&self, into: &mut RowState, other: &RowState) {
+        into.raw_top.merge(&other.raw_top);
+        if let (Some(a), Some(b)) = (into.raw_vals.as_mut(), other.raw_vals.as_ref()) {
+            a.merge(b);
+        }
+        for (a, b) in into.lists.iter_mut().zip(&other.lists) {
+            a.merge(b);
+        }
+    }
+
+    fn finish_row(&self, st: &RowState, k: usize, idx: &mut [u32], sc: &mut [f32]) {
+        let t = if self.needs_top1() { st.raw_top.indices()[0] as usize } else { 0 };
+        let off = st.raw_vals.as_ref().map(|tv| tv.mean()).unwrap_or(0.0);
+        let list = &st.lists[self.variant_of(t)];
+        for r in 0..k {
+            idx[r] = list.indices()[r];
+            sc[r] = (list.scores()[r] - off) as f32;
+        }
+    }
+
+    /// Top-k per query from precomputed raw similarities (`nq × n_gallery`), `k ≤ n_gallery`.
+    /// Returns `(indices, scores)`, each `nq × k` row-major, best first.
+    pub fn search_sims(&self, sims: &[f32], nq: usize, k: usize) -> (Vec<u32>, Vec<f32>) {
+        let ng = self.n_gallery;
+        let mut idx = vec![0u32; nq * k];
+        let mut sc = vec![0f32; nq * k];
+        idx.par_chunks_mut(k.max(1)).zip(sc.par_chunks_mut(k.max(1))).enumerate().for_each(|(q, (i, s))| {
+            let mut st = self.new_row(k);
+            self.fold(&mut st, &sims[q * ng..(q + 1) * ng], 0);
+            self.finish_row(&st, k, i, s);
+        });
+        (idx, sc)
+    }
+
+    /// Fused top-k search from query embeddings (`nq × dim`, prepared for the metric) against the
+    /// prepared gallery (`n_gallery × dim`). Never builds the `nq × n_gallery` matrix.
+    pub fn search_embeddings(&self, queries: &[f32], nq: usize, gallery: &[f32], dim: usize, k: usize, ctl: &Control) -> Result<(Vec<u32>, Vec<f32>)> {
+        const QB: usize = 128;
+        const GC: usize = 2048;
+        let ng = self.n_gallery;
+        let n_qb = nq.div_ceil(QB);
+        let n_gc = ng.div_ceil(GC);
+        let mut idx = vec![0u32; nq * k];
+        let mut sc = vec![0f32; nq * k];
+        // Query blocks are processed in fixed groups so abort / progress are observed between groups.
+        const QB_GROUP: usize = 8;
+        for g0 in (0..n_qb).step_by(QB_GROUP) {
+            ctl.check()?;
+            let g1 = (g0 + QB_GROUP).min(n_qb);
+            let tasks: Vec<(usize, usize)> = (g0..g1).flat_map(|b| (0..n_gc).map(move |c| (b, c))).collect();
+            let partial: Vec<Vec<RowState>> = tasks
+                .par_iter()
+                .map(|&(b, c)| {
+                    let q0 = b * QB;
+                    let qb = (nq - q0).min(QB);
+                    let j0 = c * GC;
+                    let gc = (ng - j0).min(GC);
+                    let mut tile = vec![0f32; qb * gc];
+                    matmul_abt(&queries[q0 * dim..(q0 + qb) * dim], qb, &gallery[j0 * dim..(j0 + gc) * dim], gc, dim, &mut tile);
+                    (0..qb)
+                        .map(|r| {
+                            let mut st = self.new_row(k);
+                            self.fold(&mut st, &tile[r * gc..(r + 1) * gc], j0);
+                            st
+                        })
+                        .collect()
+                })
+                .collect();
+            // Merge chunk results per query block (chunk order; any order gives the same top-k).
+            for (bi, b) in (g0..g1).enumerate() {
+                let q0 = b * QB;
+                let mut rows = partial[bi * n_gc].clone();
+                for c in 1..n_gc {
+                    for (r, st) in rows.iter_mut().enumerate() {
+                        self.merge_row(st, &partial[bi * n_gc + c][r]);
+                    }
+                }
+                for (r, st) in rows.iter().enumerate() {
+                    let q = q0 + r;
+                    self.finish_row(st, k, &mut idx[q * k..(q + 1) * k], &mut sc[q * k..(q + 1) * k]);
+                }
+            }
+            ctl.progress("search", (g1 * QB).min(nq), nq);
+        }
+        Ok((idx, sc))
+    }
+}

@@ -1,0 +1,244 @@
+//! Streaming per-gallery statistics of a bank: the one pass over bank × gallery similarities that
+//! every bank-based method is fitted from.
+//!
+//! Bank rows are consumed in fixed blocks of [`BANK_BLOCK`] rows. For each block, the gallery is cut
+//! into fixed tiles of [`GALLERY_TILE`] items processed in parallel; each tile materialises only its
+//! `tile × block` similarities (gallery-major: one row per gallery item, contiguous over bank rows),
+//! folds them into the per-item statistics, and drops them. Peak extra memory is therefore
+//! O(threads · tile · block + gallery · K), never O(bank × gallery). Block and tile boundaries are
+//! constants and per-item state is updated by exactly one task in block order, so results are
+//! bit-identical for any thread count.
+//!
+//! Statistics (all optional, per gallery item j unless said otherwise):
+//! - `lse[j] = log Σ_b exp(β·P_bj)` (f64 streaming log-sum-exp, see [`crate::kernels::lse`]);
+//! - `top_mean[j]` = mean of the K largest `P_bj` over the bank axis (CSLS r_S, NNN);
+//! - per **bank row** b, its k best gallery items (score desc, index asc) — the activation set of
+//!   DIS/DualDIS is the union of these lists.
+
+use rayon::prelude::*;
+
+use crate::control::Control;
+use crate::error::Result;
+use crate::kernels::gemm::matmul_abt;
+use crate::kernels::lse::LseState;
+use crate::kernels::similarity::{normalize_rows_in_place, Metric};
+use crate::kernels::topk::{before, TopValues};
+
+/// Bank rows per streamed block.
+pub const BANK_BLOCK: usize = 1024;
+/// Gallery items per parallel tile.
+pub const GALLERY_TILE: usize = 256;
+
+/// Which statistics to compute.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StatsRequest {
+    /// Inverse temperature β of the log-sum-exp normaliser (`> 0`).
+    pub lse_beta: Option<f64>,
+    /// K of the bank-axis top-K mean (clamped to the bank size).
+    pub top_values: Option<usize>,
+    /// k of each bank row's best gallery items (clamped to the gallery size).
+    pub row_topk: Option<usize>,
+}
+
+/// Per-gallery statistics of one bank. Vectors are indexed by gallery item unless noted.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BankStats {
+    /// Bank rows folded in.
+    pub bank_rows: usize,
+    /// `L(j)` (present iff requested).
+    pub lse: Option<Vec<f64>>,
+    /// The β used for `lse`.
+    pub lse_beta: f64,
+    /// Effective K of `top_mean` after clamping.
+    pub top_k: usize,
+    pub top_mean: Option<Vec<f64>>,
+    /// Effective k of the row lists after clamping.
+    pub row_k: usize,
+    /// `bank_rows × row_k` gallery indices (best first) and their scores; row-major.
+    pub row_topk_idx: Option<Vec<u32>>,
+    pub row_topk_score: Option<Vec<f32>>,
+}
+
+impl BankStats {
+    /// The activation set as a bitmap over `n_gallery` items: the union of every bank row's top-k.
+    pub fn activation(&self, n_gallery: usize) -> Option<Vec<bool>> {
+        let idx = self.row_topk_idx.as_ref()?;
+        let mut act = vec![false; n_gallery];
+        for &j in idx {
+            act[j as usize] = true;
+        }
+        Some(act)
+    }
+}
+
+/// Where the bank × gallery similarities come from.
+pub enum Source<'a> {
+    /// Bank rows `bank` (m×d) against gallery rows `gallery` (n×d); both already prepared for the
+    /// metric (unit rows for cosine). Bank blocks are normalised per block when `normalize_bank`.
+    Embeddings { bank: &'a [f32], gallery: &'a [f32], dim: usize, normalize_bank: bool },
+    /// A precomputed bank × gallery matrix, row-major m×n.
+    Sims { sims: &'a [f32] },
+}
+
+/// Flat per-column top-k candidate lists for one tile (columns = bank rows of the block).
+struct ColumnTopK {
+    k: usize,
+    len: Vec<u32>,
+    score: Vec<f32>,
+    idx: Vec<u32>,
+}
+
+impl ColumnTopK {
+    fn new(cols: usize, k: usize) -> Self {
+        ColumnTopK { k, len: vec![0; cols], score: vec![0.0; cols * k], idx: vec![0; cols * k] }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, c: usize, s: f32, i: u32) {
+        let k = self.k;
+        let base = c * k;
+        let mut n = self.len[c] as usize;
+        if n == k {
+            if !before(s as f64, i, self.score[base + k - 1] as f64, self.idx[base + k - 1]) {
+                return;
+            }
+            n -= 1;
+        }
+        let mut pos = n;
+        while pos > 0 && before(s as f64, i, self.score[base + pos - 1] as f64, self.idx[base + pos - 1]) {
+            self.score[base + pos] = self.score[base + pos - 1];
+            self.idx[base + pos] = self.idx[base + pos - 1];
+            pos -= 1;
+        }
+        self.score[base + pos] = s;
+        self.idx[base + pos] = i;
+        self.len[c] = (n + 1) as u32;
+    }
+}
+
+/// Computes the requested statistics of a bank of `m` rows against a gallery of `n` items.
+pub fn bank_stats(source: Source, m: usize, n: usize, req: StatsRequest, ctl: &Control, phase: &str) -> Result<BankStats> {
+    let top_k = req.top_values.map(|k| k.min(m)).unwrap_or(0);
+    let row_k = req.row_topk.map(|k| k.min(n)).unwrap_or(0);
+    let mut lse: Vec<LseState> = if req.lse_beta.is_some() { vec![LseState::default(); n] } else { Vec::new() };
+    let mut topv: Vec<TopValues> = if top_k > 0 { (0..n).map(|_| TopValues::new(top_k)).collect() } else { Vec::new() };
+    let mut row_idx: Vec<u32> = Vec::with_capacity(if row_k > 0 { m * row_k } else { 0 });
+    let mut row_score: Vec<f32> = Vec::with_capacity(row_idx.capacity());
+    let beta = req.lse_beta.unwrap_or(1.0);
+
+    let n_tiles = n.div_ceil(GALLERY_TILE);
+    let n_blocks = m.div_ceil(BANK_BLOCK);
+    for blk in 0..n_blocks {
+        ctl.check()?;
+        let b0 = blk * BANK_BLOCK;
+        let bb = (m - b0).min(BANK_BLOCK);
+        // Prepare this bank block once (normalised copy under cosine).
+        let block_owned: Option<Vec<f32>> = match &source {
+            Source::Embeddings { bank, dim, normalize_bank: true, .. } => {
+                let mut v = bank[b0 * dim..(b0 + bb) * dim].to_vec();
+                normalize_rows_in_place(&mut v, *dim, "bank")?;
+                Some(v)
+            }
+            _ => None,
+        };
+
+        // Per tile: fold the tile into its items' LSE / top values; return per-bank-row candidates.
+        let work = |t: usize, lse_tile: &mut [LseState], topv_tile: &mut [TopValues]| -> Option<ColumnTopK> {
+            let j0 = t * GALLERY_TILE;
+            let gt = (n - j0).min(GALLERY_TILE);
+            let mut tile = vec![0f32; gt * bb];
+            match &source {
+                Source::Embeddings { bank, gallery, dim, .. } => {
+                    let blockv: &[f32] = match &block_owned {
+                        Some(v) => v,
+                        None => &bank[b0 * dim..(b0 + bb) * dim],
+                    };
+                    matmul_abt(&gallery[j0 * dim..(j0 + gt) * dim], gt, blockv, bb, *dim, &mut tile);
+                }
+                Source::Sims { sims } => {
+                    for r in 0..bb {
+                        let src = &sims[(b0 + r) * n + j0..(b0 + r) * n + j0 + gt];
+                        for (jj, &v) in src.iter().enumerate() {
+                            tile[jj * bb + r] = v;
+                        }
+                    }
+                }
+            }
+            for jj in 0..gt {
+                let row = &tile[jj * bb..(jj + 1) * bb];
+                if !lse_tile.is_empty() {
+                    lse_tile[jj].update(row, beta);
+                }
+                if !topv_tile.is_empty() {
+                    topv_tile[jj].extend(row);
+                }
+            }
+            if row_k == 0 {
+                return None;
+            }
+            let mut cand = ColumnTopK::new(bb, row_k);
+            for jj in 0..gt {
+                let row = &tile[jj * bb..(jj + 1) * bb];
+                let j = (j0 + jj) as u32;
+                for (c, &v) in row.iter().enumerate() {
+                    cand.push(c, v, j);
+                }
+            }
+            Some(cand)
+        };
+        let cands: Vec<Option<ColumnTopK>> = if lse.is_empty() && topv.is_empty() {
+            (0..n_tiles).into_par_iter().map(|t| work(t, &mut [], &mut [])).collect()
+        } else if topv.is_empty() {
+            lse.par_chunks_mut(GALLERY_TILE).enumerate().map(|(t, l)| work(t, l, &mut [])).collect()
+        } else if lse.is_empty() {
+            topv.par_chunks_mut(GALLERY_TILE).enumerate().map(|(t, v)| work(t, &mut [], v)).collect()
+        } else {
+            lse.par_chunks_mut(GALLERY_TILE)
+                .zip(topv.par_chunks_mut(GALLERY_TILE))
+                .enumerate()
+                .map(|(t, (l, v))| work(t, l, v))
+                .collect()
+        };
+        if row_k > 0 {
+            // Merge tile candidates per bank row, tiles in order (any order gives the same result).
+            let mut merged = ColumnTopK::new(bb, row_k);
+            for cand in cands.iter().flatten() {
+                for c in 0..bb {
+                    for r in 0..cand.len[c] as usize {
+                        merged.push(c, cand.score[c * row_k + r], cand.idx[c * row_k + r]);
+                    }
+                }
+            }
+            for c in 0..bb {
+                let l = merged.len[c] as usize;
+                debug_assert_eq!(l, row_k);
+                row_idx.extend_from_slice(&merged.idx[c * row_k..c * row_k + l]);
+                row_score.extend_from_slice(&merged.score[c * row_k..c * row_k + l]);
+            }
+        }
+        ctl.progress(phase, b0 + bb, m);
+    }
+
+    Ok(BankStats {
+        bank_rows: m,
+        lse: req.lse_beta.map(|_| lse.iter().map(|s| s.value()).collect()),
+        lse_beta: req.lse_beta.unwrap_or(0.0),
+        top_k,
+        top_mean: if top_k > 0 { Some(topv.iter().map(|t| t.mean()).collect()) } else { None },
+        row_k,
+        row_topk_idx: if row_k > 0 { Some(row_idx) } else { None },
+        row_topk_score: if row_k > 0 { Some(row_score) } else { None },
+    })
+}
+
+/// Convenience: statistics from bank embeddings (any metric), gallery already prepared.
+pub fn bank_stats_embeddings(bank: &[f32], m: usize, gallery_prepared: &[f32], n: usize, dim: usize, metric: Metric, req: StatsRequest, ctl: &Control, phase: &str) -> Result<BankStats> {
+    bank_stats(
+        Source::Embeddings { bank, gallery: gallery_prepared, dim, normalize_bank: metric == Metric::Cosine },
+        m,
+        n,
+        req,
+        ctl,
+        phase,
+    )
+}

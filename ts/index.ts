@@ -1,0 +1,25 @@
+/**
+ * dbnorm — hubness reduction for cross-modal retrieval (DBNorm: DualIS / DualDIS, and baselines),
+ * a Rust-accelerated Node.js addon.
+ *
+ * Start with {@link Normalizer}. All matrices are row-major `float32` ({@link Matrix}); β values are
+ * inverse temperatures (they multiply similarities); higher scores are better.
+ *
+ * @packageDocumentation
+ */
+export { DbnormError, type ErrorCode } from './errors.js';
+export { Matrix, type MatrixLike } from './matrix.js';
+export { type Progress, type RunOptions } from './job.js';
+export { similarity, similaritySync, type Metric, type SimilarityOptions } from './similarity.js';
+export {
+  Normalizer,
+  METHODS,
+  resolveOptions,
+  type FitData,
+  type FitSimilaritiesData,
+  type Method,
+  type MethodOptions,
+  type ResolvedOptions,
+  type TopK,
+} from './normalizer.js';
+export { syntheticBenchmark, type SyntheticBenchmark, type SyntheticOptions } from './synthetic.js';

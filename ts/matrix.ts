@@ -1,0 +1,116 @@
+import { DbnormError } from './errors.js';
+
+/**
+ * Anything shaped like a row-major `float32` matrix: element (r, c) is `data[r * cols + c]`.
+ * Every API that takes a matrix accepts a {@link Matrix} or a plain object of this shape (which is
+ * validated on use).
+ */
+export interface MatrixLike {
+  /** Row-major values, length `rows * cols`. */
+  readonly data: Float32Array;
+  /** Number of rows (e.g. queries or gallery items). */
+  readonly rows: number;
+  /** Number of columns (the embedding dimension, or gallery items for a similarity matrix). */
+  readonly cols: number;
+}
+
+/**
+ * A validated row-major `float32` matrix. The constructor checks that `rows` and `cols` are
+ * non-negative integers, that `data.length === rows * cols`, and that every value is finite.
+ * The data is not copied; dbnorm never writes to it.
+ */
+export class Matrix implements MatrixLike {
+  readonly data: Float32Array;
+  readonly rows: number;
+  readonly cols: number;
+
+  /**
+   * @param data row-major values, length `rows * cols`
+   * @param rows number of rows
+   * @param cols number of columns
+   * @param name used in error messages (default `"matrix"`)
+   * @throws {@link DbnormError} `ERR_SHAPE` on a length or shape mismatch, `ERR_NON_FINITE` on NaN/±Infinity
+   */
+  constructor(data: Float32Array, rows: number, cols: number, name = 'matrix') {
+    if (!(data instanceof Float32Array)) {
+      throw new DbnormError('ERR_SHAPE', `${name}: data must be a Float32Array, got ${describe(data)}`);
+    }
+    for (const [what, v] of [['rows', rows], ['cols', cols]] as const) {
+      if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) {
+        throw new DbnormError('ERR_SHAPE', `${name}: ${what} must be a non-negative integer, got ${String(v)}`);
+      }
+    }
+    if (data.length !== rows * cols) {
+      throw new DbnormError(
+        'ERR_SHAPE',
+        `${name}: expected rows·cols = ${rows}·${cols} = ${rows * cols} values, got ${data.length}`,
+      );
+    }
+    for (let i = 0; i < data.length; i++) {
+      const v = data[i]!;
+      if (!Number.isFinite(v)) {
+        const r = cols > 0 ? Math.floor(i / cols) : 0;
+        throw new DbnormError('ERR_NON_FINITE', `${name}: value at row ${r}, column ${i - r * cols} is ${v} (must be finite)`);
+      }
+    }
+    this.data = data;
+    this.rows = rows;
+    this.cols = cols;
+  }
+
+  /** Builds a matrix from an array of equal-length rows (copies into a new `Float32Array`). */
+  static fromRows(rows: ArrayLike<ArrayLike<number>>, name = 'matrix'): Matrix {
+    const n = rows.length;
+    const d = n > 0 ? rows[0]!.length : 0;
+    const data = new Float32Array(n * d);
+    for (let i = 0; i < n; i++) {
+      const r = rows[i]!;
+      if (r.length !== d) {
+        throw new DbnormError('ERR_SHAPE', `${name}: row ${i} has ${r.length} values, row 0 has ${d}`);
+      }
+      for (let j = 0; j < d; j++) data[i * d + j] = r[j]!;
+    }
+    return new Matrix(data, n, d, name);
+  }
+
+  /** Validates a {@link MatrixLike} (returns it unchanged if it already is a `Matrix`). */
+  static from(m: MatrixLike, name = 'matrix'): Matrix {
+    if (m instanceof Matrix) return m;
+    if (m === null || typeof m !== 'object') {
+      throw new DbnormError('ERR_SHAPE', `${name}: expected a matrix { data, rows, cols }, got ${describe(m)}`);
+    }
+    return new Matrix(m.data, m.rows, m.cols, name);
+  }
+
+  /** @internal Wraps trusted native output without re-validating it. */
+  static unchecked(data: Float32Array, rows: number, cols: number): Matrix {
+    const m = Object.create(Matrix.prototype) as { data: Float32Array; rows: number; cols: number };
+    m.data = data;
+    m.rows = rows;
+    m.cols = cols;
+    return m as Matrix;
+  }
+
+  /** Row `i` as a view (no copy) of length `cols`. */
+  row(i: number): Float32Array {
+    return this.data.subarray(i * this.cols, (i + 1) * this.cols);
+  }
+
+  /** Element (i, j). */
+  get(i: number, j: number): number {
+    return this.data[i * this.cols + j]!;
+  }
+
+  /** The rows as plain arrays (for printing small matrices). */
+  toArrays(): number[][] {
+    const out: number[][] = [];
+    for (let i = 0; i < this.rows; i++) out.push(Array.from(this.row(i)));
+    return out;
+  }
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (typeof v !== 'object') return typeof v;
+  return (v as object).constructor?.name ?? 'object';
+}

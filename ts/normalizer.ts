@@ -1,0 +1,365 @@
+import { DbnormError, awaitNative, callNative } from './errors.js';
+import { type RunOptions, runJob } from './job.js';
+import { Matrix, type MatrixLike } from './matrix.js';
+import { native } from './native.js';
+import type { Metric } from './similarity.js';
+
+/**
+ * A normalisation method (formulas in the README and `spec/methods.md`):
+ *
+ * | method | banks | score ℓ(q, j) |
+ * |---|---|---|
+ * | `none` | – | s |
+ * | `is` | query | β_q·s − L_q(j) |
+ * | `dis` | query | β_q·s − γ_q(q)·L_q(j) |
+ * | `dual-is` | query + gallery | (β_q+β_g)·s − L_q(j) − L_g(j) |
+ * | `dual-dis` | query + gallery | (β_q+β_g)·s − γ_q(q)·L_q(j) − γ_g(q)·L_g(j) |
+ * | `csls` | query | 2s − r_T(q) − r_S(j) |
+ * | `nnn` | query | s − α·mean of the k largest bank similarities of j |
+ *
+ * with `L_x(j) = log Σ_b exp(β_x·P^x_bj)` over the bank rows and γ the DIS gates on the raw top-1.
+ */
+export type Method = 'none' | 'is' | 'dis' | 'dual-is' | 'dual-dis' | 'csls' | 'nnn';
+
+/** Every method, in table order. */
+export const METHODS: readonly Method[] = ['none', 'is', 'dis', 'dual-is', 'dual-dis', 'csls', 'nnn'];
+
+/** Method and parameters. Unset values take the defaults of spec §2.2 (see {@link resolveOptions}). */
+export interface MethodOptions {
+  method: Method;
+  /**
+   * Inverse temperature β_q of the query-bank normaliser (it multiplies similarities; > 0).
+   * Default 20 for cosine embeddings; **required** for dot products and precomputed similarities,
+   * because a good β depends on the similarity scale (β on cosine ≈ 100 × β on ×100 logits).
+   */
+  betaQuery?: number;
+  /** Inverse temperature β_g of the gallery-bank normaliser (> 0). Default 1 for cosine embeddings; otherwise required. */
+  betaGallery?: number;
+  /** DIS / DualDIS activation-set size: each bank row's k best gallery items (integer ≥ 1, default 1). */
+  k?: number;
+  /** CSLS neighbourhood size K (integer ≥ 1, default 10; clamped to the gallery and bank sizes). */
+  cslsK?: number;
+  /** NNN neighbourhood size k over the bank (integer ≥ 1, default 128; clamped to the bank size). */
+  nnnK?: number;
+  /** NNN weight α (≥ 0, default 0.75). */
+  nnnAlpha?: number;
+}
+
+/** Fully resolved parameters (what a fitted {@link Normalizer} uses). */
+export interface ResolvedOptions {
+  method: Method;
+  /** β_q, or `null` if the method does not use it. */
+  betaQuery: number | null;
+  /** β_g, or `null` if the method does not use it. */
+  betaGallery: number | null;
+  k: number;
+  cslsK: number;
+  nnnK: number;
+  nnnAlpha: number;
+}
+
+/** Top-k result per query: `indices` and `scores` are `rows × k`, row-major, best first (score desc, index asc). */
+export interface TopK {
+  /** Number of queries. */
+  rows: number;
+  /** Items per query (the requested k clamped to the gallery size). */
+  k: number;
+  /** Gallery indices, `rows × k`. */
+  indices: Uint32Array;
+  /** Normalised scores (higher is better), `rows × k`. */
+  scores: Float32Array;
+}
+
+/** Embeddings-mode fit input. All matrices are row-major `float32`, one item per row, same dimension. */
+export interface FitData {
+  /** The gallery (n_g × d), e.g. test images. */
+  gallery: MatrixLike;
+  /** Query-modality bank (m_q × d), e.g. training captions. Needed by every method except `none`. */
+  queryBank?: MatrixLike;
+  /** Gallery-modality bank (m_g × d), e.g. training images. Needed by `dual-is` and `dual-dis`. Must not contain gallery items. */
+  galleryBank?: MatrixLike;
+  /** Default `'cosine'`. */
+  metric?: Metric;
+}
+
+/** Similarity-mode fit input: precomputed matrices on the same scale as the query × gallery scores. */
+export interface FitSimilaritiesData {
+  /** Query bank × gallery similarities (m_q × n_g), cross-modal. */
+  queryBankSims?: MatrixLike;
+  /** Gallery bank × gallery similarities (m_g × n_g), same modality. */
+  galleryBankSims?: MatrixLike;
+  /** Gallery size, needed only for `none` when no bank matrix is given. */
+  galleryCount?: number;
+}
+
+const NEEDS: Record<Method, { query: boolean; gallery: boolean; beta: 'none' | 'q' | 'qg' }> = {
+  none: { query: false, gallery: false, beta: 'none' },
+  is: { query: true, gallery: false, beta: 'q' },
+  dis: { query: true, gallery: false, beta: 'q' },
+  'dual-is': { query: true, gallery: true, beta: 'qg' },
+  'dual-dis': { query: true, gallery: true, beta: 'qg' },
+  csls: { query: true, gallery: false, beta: 'none' },
+  nnn: { query: true, gallery: false, beta: 'none' },
+};
+
+function checkInt(name: string, v: unknown, min: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > 0xffffffff) {
+    throw new DbnormError('ERR_PARAM', `${name} must be an integer ≥ ${min}, got ${String(v)}`);
+  }
+  return v;
+}
+
+function checkBeta(name: string, v: unknown, def: number | null, why: string): number {
+  if (v === undefined) {
+    if (def === null) {
+      throw new DbnormError(
+        'ERR_PARAM',
+        `${name} is required ${why}: β is an inverse temperature relative to the similarity scale ` +
+          `(β on cosine ≈ 100 × β on ×100 logits), so no default is safe; e.g. 20 for cosine-scale scores, 0.2 for ×100 logits`,
+      );
+    }
+    return def;
+  }
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
+    throw new DbnormError('ERR_PARAM', `${name} must be a finite number > 0 (an inverse temperature), got ${String(v)}`);
+  }
+  return v;
+}
+
+/**
+ * Applies the defaults of spec §2.2 and validates every parameter.
+ * @param cosineEmbeddings whether β defaults apply (embeddings mode with cosine similarity)
+ * @throws {@link DbnormError} `ERR_PARAM`
+ */
+export function resolveOptions(opts: MethodOptions, cosineEmbeddings: boolean): ResolvedOptions {
+  if (opts === null || typeof opts !== 'object') throw new DbnormError('ERR_PARAM', 'options { method, ... } are required');
+  const method = opts.method;
+  if (!METHODS.includes(method)) {
+    throw new DbnormError('ERR_PARAM', `unknown method '${String(method)}' (expected one of ${METHODS.join(', ')})`);
+  }
+  const why = cosineEmbeddings ? '' : 'for dot-product embeddings and precomputed similarities';
+  const need = NEEDS[method].beta;
+  const betaQuery = need === 'none' ? null : checkBeta('betaQuery', opts.betaQuery, cosineEmbeddings ? 20 : null, why);
+  const betaGallery = need === 'qg' ? checkBeta('betaGallery', opts.betaGallery, cosineEmbeddings ? 1 : null, why) : null;
+  const k = checkInt('k', opts.k ?? 1, 1);
+  const cslsK = checkInt('cslsK', opts.cslsK ?? 10, 1);
+  const nnnK = checkInt('nnnK', opts.nnnK ?? 128, 1);
+  const nnnAlpha = opts.nnnAlpha ?? 0.75;
+  if (typeof nnnAlpha !== 'number' || !Number.isFinite(nnnAlpha) || nnnAlpha < 0) {
+    throw new DbnormError('ERR_PARAM', `nnnAlpha must be a finite number ≥ 0, got ${String(nnnAlpha)}`);
+  }
+  return { method, betaQuery, betaGallery, k, cslsK, nnnK, nnnAlpha };
+}
+
+function toNativeParams(r: ResolvedOptions): import('./native/index.cjs').NativeParams {
+  return {
+    method: r.method,
+    betaQuery: r.betaQuery ?? 1,
+    betaGallery: r.betaGallery ?? 1,
+    k: r.k,
+    cslsK: r.cslsK,
+    nnnK: r.nnnK,
+    nnnAlpha: r.nnnAlpha,
+  };
+}
+
+function nm(m: Matrix): import('./native/index.cjs').NativeMatrix {
+  return { data: m.data, rows: m.rows, cols: m.cols };
+}
+
+function bankCheck(method: Method, which: 'query' | 'gallery', m: Matrix | undefined, name: string): void {
+  const needed = which === 'query' ? NEEDS[method].query : NEEDS[method].gallery;
+  if (needed && (m === undefined || m.rows === 0)) {
+    throw new DbnormError(
+      'ERR_EMPTY_BANK',
+      `method '${method}' needs a non-empty ${name}; got ${m === undefined ? 'none' : '0 rows'}`,
+    );
+  }
+}
+
+type NativeNormalizer = InstanceType<typeof native.NativeNormalizer>;
+
+function prepareFit(data: FitData, opts: MethodOptions) {
+  if (data === null || typeof data !== 'object') throw new DbnormError('ERR_SHAPE', 'fit data { gallery, queryBank?, galleryBank? } is required');
+  const metric = data.metric ?? 'cosine';
+  if (metric !== 'cosine' && metric !== 'dot') throw new DbnormError('ERR_PARAM', `metric must be 'cosine' or 'dot', got '${String(metric)}'`);
+  const resolved = resolveOptions(opts, metric === 'cosine');
+  const gallery = Matrix.from(data.gallery, 'gallery');
+  if (gallery.rows === 0) throw new DbnormError('ERR_SHAPE', 'gallery has 0 rows (need at least one item)');
+  const needs = NEEDS[resolved.method];
+  const queryBank = needs.query && data.queryBank !== undefined ? Matrix.from(data.queryBank, 'queryBank') : undefined;
+  const galleryBank = needs.gallery && data.galleryBank !== undefined ? Matrix.from(data.galleryBank, 'galleryBank') : undefined;
+  bankCheck(resolved.method, 'query', queryBank, 'queryBank');
+  bankCheck(resolved.method, 'gallery', galleryBank, 'galleryBank');
+  for (const [m, name] of [[queryBank, 'queryBank'], [galleryBank, 'galleryBank']] as const) {
+    if (m && m.cols !== gallery.cols) throw new DbnormError('ERR_SHAPE', `${name} has dim ${m.cols}, gallery has dim ${gallery.cols}`);
+  }
+  const input = {
+    mode: 'embeddings',
+    metric,
+    gallery: nm(gallery),
+    queryBank: queryBank && nm(queryBank),
+    galleryBank: galleryBank && nm(galleryBank),
+  };
+  return { input, resolved };
+}
+
+function prepareFitSims(data: FitSimilaritiesData, opts: MethodOptions) {
+  if (data === null || typeof data !== 'object') throw new DbnormError('ERR_SHAPE', 'fit data { queryBankSims?, galleryBankSims? } is required');
+  const resolved = resolveOptions(opts, false);
+  const needs = NEEDS[resolved.method];
+  const q = needs.query && data.queryBankSims !== undefined ? Matrix.from(data.queryBankSims, 'queryBankSims') : undefined;
+  const g = needs.gallery && data.galleryBankSims !== undefined ? Matrix.from(data.galleryBankSims, 'galleryBankSims') : undefined;
+  bankCheck(resolved.method, 'query', q, 'queryBankSims');
+  bankCheck(resolved.method, 'gallery', g, 'galleryBankSims');
+  if (q && g && q.cols !== g.cols) {
+    throw new DbnormError('ERR_SHAPE', `galleryBankSims has ${g.cols} columns (gallery items), queryBankSims has ${q.cols}`);
+  }
+  let galleryCount: number | undefined;
+  if (data.galleryCount !== undefined) galleryCount = checkInt('galleryCount', data.galleryCount, 1);
+  const input = { mode: 'similarities', queryBankSims: q && nm(q), galleryBankSims: g && nm(g), galleryCount };
+  return { input, resolved };
+}
+
+/**
+ * A fitted hubness normaliser: per-gallery statistics from the banks, kept in native memory.
+ * Create one with {@link Normalizer.fit} (embeddings) or {@link Normalizer.fitSimilarities}
+ * (precomputed matrices), then score or search queries as often as you like; a fitted normaliser
+ * is immutable and safe to share between concurrent requests.
+ *
+ * ```ts
+ * const norm = await Normalizer.fit({ gallery, queryBank, galleryBank }, { method: 'dual-dis' });
+ * const top = await norm.search(queries, { k: 10 });   // top.indices: Uint32Array, rows × 10
+ * ```
+ */
+export class Normalizer {
+  readonly #native: NativeNormalizer;
+  /** The resolved parameters. */
+  readonly options: Readonly<ResolvedOptions>;
+
+  private constructor(n: NativeNormalizer, options: ResolvedOptions) {
+    this.#native = n;
+    this.options = Object.freeze({ ...options });
+  }
+
+  /**
+   * Fits from embeddings, off the event loop. The bank × gallery similarities are streamed block by
+   * block and never held in memory at once.
+   * @throws {@link DbnormError} `ERR_SHAPE`, `ERR_NON_FINITE`, `ERR_PARAM`, `ERR_EMPTY_BANK`, `ERR_ABORTED`
+   */
+  static async fit(data: FitData, opts: MethodOptions & RunOptions): Promise<Normalizer> {
+    const { input, resolved } = prepareFit(data, opts);
+    const n = await runJob(opts, (job) => native.NativeNormalizer.fit(input, toNativeParams(resolved), job));
+    return new Normalizer(n, resolved);
+  }
+
+  /** Synchronous {@link Normalizer.fit}: blocks the event loop, so use it for small inputs only. */
+  static fitSync(data: FitData, opts: MethodOptions): Normalizer {
+    const { input, resolved } = prepareFit(data, opts);
+    return new Normalizer(callNative(() => native.NativeNormalizer.fitSync(input, toNativeParams(resolved))), resolved);
+  }
+
+  /**
+   * Fits from precomputed similarities (e.g. ×100 logits from CLIP4Clip). β has no default here.
+   * Score later with query × gallery similarity matrices of the same scale.
+   */
+  static async fitSimilarities(data: FitSimilaritiesData, opts: MethodOptions & RunOptions): Promise<Normalizer> {
+    const { input, resolved } = prepareFitSims(data, opts);
+    const n = await runJob(opts, (job) => native.NativeNormalizer.fit(input, toNativeParams(resolved), job));
+    return new Normalizer(n, resolved);
+  }
+
+  /** Synchronous {@link Normalizer.fitSimilarities}: small inputs only. */
+  static fitSimilaritiesSync(data: FitSimilaritiesData, opts: MethodOptions): Normalizer {
+    const { input, resolved } = prepareFitSims(data, opts);
+    return new Normalizer(callNative(() => native.NativeNormalizer.fitSync(input, toNativeParams(resolved))), resolved);
+  }
+
+  /** The method. */
+  get method(): Method {
+    return this.options.method;
+  }
+
+  /** Number of gallery items (0 for a `none` similarity-mode normaliser fitted without matrices). */
+  get galleryCount(): number {
+    return this.#native.galleryCount;
+  }
+
+  /** `'embeddings'` or `'similarities'`: what {@link Normalizer.scores} and {@link Normalizer.search} take. */
+  get mode(): 'embeddings' | 'similarities' {
+    return this.#native.mode as 'embeddings' | 'similarities';
+  }
+
+  /** Embedding dimension (0 in similarity mode). */
+  get dim(): number {
+    return this.#native.dim;
+  }
+
+  /** The similarity metric (embeddings mode) or `null`. */
+  get metric(): Metric | null {
+    return this.#native.metric as Metric | null;
+  }
+
+  #input(input: MatrixLike): Matrix {
+    const m = Matrix.from(input, this.mode === 'embeddings' ? 'queries' : 'similarities');
+    if (this.mode === 'embeddings' && m.cols !== this.dim) {
+      throw new DbnormError('ERR_SHAPE', `queries have dim ${m.cols}, gallery has dim ${this.dim}`);
+    }
+    if (this.mode === 'similarities' && this.galleryCount > 0 && m.cols !== this.galleryCount) {
+      throw new DbnormError('ERR_SHAPE', `similarities have ${m.cols} columns, the fitted gallery has ${this.galleryCount} items`);
+    }
+    return m;
+  }
+
+  #cols(m: Matrix): number {
+    return this.mode === 'embeddings' ? this.galleryCount : m.cols;
+  }
+
+  /**
+   * The full normalised score matrix, queries × gallery (row-major `float32`, higher is better).
+   * `input` is query embeddings (n_q × d) in embeddings mode, or query × gallery similarities
+   * (n_q × n_g) in similarity mode. Prefer {@link Normalizer.search} when only the top-k is needed.
+   */
+  async scores(input: MatrixLike): Promise<Matrix> {
+    const m = this.#input(input);
+    const out = await awaitNative(this.#native.scores(nm(m)));
+    return Matrix.unchecked(out, m.rows, this.#cols(m));
+  }
+
+  /** Synchronous {@link Normalizer.scores}: small inputs only. */
+  scoresSync(input: MatrixLike): Matrix {
+    const m = this.#input(input);
+    return Matrix.unchecked(callNative(() => this.#native.scoresSync(nm(m))), m.rows, this.#cols(m));
+  }
+
+  /**
+   * Top-k gallery items per query under the normalised score, fused (the full score matrix is never
+   * built). `k` is clamped to the gallery size.
+   */
+  async search(input: MatrixLike, opts: { k: number } & RunOptions): Promise<TopK> {
+    const m = this.#input(input);
+    const k = checkInt('k', opts?.k, 1);
+    return runJob(opts, (job) => this.#native.search(nm(m), k, job));
+  }
+
+  /** Synchronous {@link Normalizer.search}: small inputs only. */
+  searchSync(input: MatrixLike, opts: { k: number }): TopK {
+    const m = this.#input(input);
+    const k = checkInt('k', opts?.k, 1);
+    return callNative(() => this.#native.searchSync(nm(m), k));
+  }
+
+  /**
+   * Fitted per-gallery statistics, for inspection: `lseQuery[j] = L_q(j)`, `lseGallery[j] = L_g(j)`,
+   * `topMeanQuery[j]` (CSLS r_S / NNN mean before α), and activation sets as 0/1 bytes.
+   */
+  stats(): {
+    lseQuery?: Float64Array;
+    lseGallery?: Float64Array;
+    topMeanQuery?: Float64Array;
+    activeQuery?: Uint8Array;
+    activeGallery?: Uint8Array;
+  } {
+    return this.#native.stats();
+  }
+}
