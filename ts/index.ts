@@ -23,3 +23,15 @@ export {
   type TopK,
 } from './normalizer.js';
 export { syntheticBenchmark, type SyntheticBenchmark, type SyntheticOptions } from './synthetic.js';
+export {
+  evaluate,
+  evaluateSync,
+  hubness,
+  hubnessSync,
+  type EvaluateOptions,
+  type GroundTruth,
+  type Hubness,
+  type HubnessOptions,
+  type RetrievalMetrics,
+  type TieMode,
+} from './eval.js';

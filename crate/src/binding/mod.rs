@@ -18,12 +18,14 @@ use crate::matrix::MatRef;
 use crate::methods::{Method, Params};
 use crate::normalizer::{Mode, Normalizer};
 
+mod eval;
+
 fn to_napi(e: DbError) -> napi::Error {
     napi::Error::new(Status::GenericFailure, e.to_string())
 }
 
 /// Runs `f`, converting a panic into `ERR_INTERNAL`.
-fn guarded<T>(f: impl FnOnce() -> crate::Result<T>) -> napi::Result<T> {
+pub(crate) fn guarded<T>(f: impl FnOnce() -> crate::Result<T>) -> napi::Result<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r.map_err(to_napi),
         Err(p) => {
@@ -33,7 +35,7 @@ fn guarded<T>(f: impl FnOnce() -> crate::Result<T>) -> napi::Result<T> {
     }
 }
 
-fn mat<'a>(data: &'a [f32], rows: u32, cols: u32, name: &str) -> crate::Result<MatRef<'a>> {
+pub(crate) fn mat<'a>(data: &'a [f32], rows: u32, cols: u32, name: &str) -> crate::Result<MatRef<'a>> {
     MatRef::new(data, rows as usize, cols as usize, name)
 }
 
@@ -44,7 +46,7 @@ pub struct NativeJob {
 }
 
 #[derive(Default)]
-struct JobState {
+pub(crate) struct JobState {
     aborted: AtomicBool,
     done: AtomicU64,
     total: AtomicU64,
@@ -88,7 +90,7 @@ impl Default for NativeJob {
     }
 }
 
-fn with_control<T>(job: &Option<Arc<JobState>>, f: impl FnOnce(&Control) -> crate::Result<T>) -> crate::Result<T> {
+pub(crate) fn with_control<T>(job: &Option<Arc<JobState>>, f: impl FnOnce(&Control) -> crate::Result<T>) -> crate::Result<T> {
     match job {
         None => f(&Control::none()),
         Some(st) => {
@@ -109,7 +111,7 @@ fn with_control<T>(job: &Option<Arc<JobState>>, f: impl FnOnce(&Control) -> crat
     }
 }
 
-fn job_state(job: Option<&NativeJob>) -> Option<Arc<JobState>> {
+pub(crate) fn job_state(job: Option<&NativeJob>) -> Option<Arc<JobState>> {
     job.map(|j| j.state.clone())
 }
 
@@ -192,7 +194,7 @@ pub struct NativeMatrix {
 }
 
 impl NativeMatrix {
-    fn view(&self, name: &str) -> crate::Result<MatRef<'_>> {
+    pub(crate) fn view(&self, name: &str) -> crate::Result<MatRef<'_>> {
         mat(&self.data, self.rows, self.cols, name)
     }
 }
