@@ -7,6 +7,7 @@
 import { Command, CommanderError } from 'commander';
 
 import { registerDemo } from './commands/demo.js';
+import { registerEval } from './commands/eval.js';
 import { DbnormError } from './errors.js';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
     .exitOverride()
     .configureOutput({ outputError: (s, write) => write(s.split('\n')[0] + '\n') });
   registerDemo(program);
+  registerEval(program);
   return program;
 }
 

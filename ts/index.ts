@@ -35,3 +35,4 @@ export {
   type RetrievalMetrics,
   type TieMode,
 } from './eval.js';
+export { readNpy, readNpySync, writeNpy, writeNpySync } from './npy.js';

@@ -19,6 +19,7 @@ use crate::methods::{Method, Params};
 use crate::normalizer::{Mode, Normalizer};
 
 mod eval;
+mod npy;
 
 fn to_napi(e: DbError) -> napi::Error {
     napi::Error::new(Status::GenericFailure, e.to_string())

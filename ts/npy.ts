@@ -1,0 +1,74 @@
+/**
+ * Reading and writing NumPy `.npy` matrices natively (Rust), for evaluation tools and tests.
+ *
+ * Accepted on read: format versions 1.0–3.0, dtype `<f4` (as is) or `<f8` (rounded to `float32`),
+ * C order, shape `(rows, cols)` or `(n,)` (read as one row, `1 × n`). Anything else — another dtype
+ * such as `<i4` or `>f4`, Fortran order, a 3-D array, a truncated or garbage file — is rejected with
+ * `ERR_FORMAT` and a one-line message that names the file and the problem; an unreadable file gives
+ * `ERR_IO`. Files are written as version 1.0, `<f4`, C order.
+ * @module
+ */
+import { awaitNative, callNative } from './errors.js';
+import { Matrix, type MatrixLike } from './matrix.js';
+import { native } from './native.js';
+
+function toMatrix(r: import('./native/index.cjs').NativeNpy, path: string): Matrix {
+  return new Matrix(r.data, r.rows, r.cols, path);
+}
+
+function checkPath(path: unknown): string {
+  if (typeof path !== 'string' || path.length === 0) {
+    throw new TypeError(`path must be a non-empty string, got ${path === null ? 'null' : typeof path}`);
+  }
+  return path;
+}
+
+/**
+ * Reads a `.npy` file into a row-major `float32` {@link Matrix}, off the event loop. The file is
+ * streamed into the matrix's buffer (in memory once). The values are validated like any `Matrix`.
+ * @param path the file (its name appears in error messages)
+ * @throws {@link DbnormError} `ERR_FORMAT` (not an accepted `.npy`), `ERR_IO` (cannot read),
+ *   `ERR_NON_FINITE` (NaN or ±Infinity in the data; the message names the file, row and column)
+ */
+export async function readNpy(path: string): Promise<Matrix> {
+  const p = checkPath(path);
+  return toMatrix(await awaitNative(native.readNpy(p)), p);
+}
+
+/** Synchronous {@link readNpy}: blocks the event loop while reading, so use it for small files. */
+export function readNpySync(path: string): Matrix {
+  const p = checkPath(path);
+  return toMatrix(callNative(() => native.readNpySync(p)), p);
+}
+
+/**
+ * Writes a matrix as a `.npy` file (version 1.0, `<f4`, C order, shape `(rows, cols)`), off the
+ * event loop. Replaces an existing file.
+ * @throws {@link DbnormError} `ERR_SHAPE` (`data.length ≠ rows·cols`), `ERR_IO` (cannot write)
+ */
+export async function writeNpy(path: string, matrix: MatrixLike): Promise<void> {
+  const p = checkPath(path);
+  const m = shapeOnly(matrix);
+  await awaitNative(native.writeNpy(p, m.data, m.rows, m.cols));
+}
+
+/** Synchronous {@link writeNpy}. */
+export function writeNpySync(path: string, matrix: MatrixLike): void {
+  const p = checkPath(path);
+  const m = shapeOnly(matrix);
+  callNative(() => native.writeNpySync(p, m.data, m.rows, m.cols));
+}
+
+/** Writing checks the shape only (values are written as they are). */
+function shapeOnly(m: MatrixLike): MatrixLike {
+  if (m instanceof Matrix) return m;
+  if (m === null || typeof m !== 'object' || !(m.data instanceof Float32Array)) {
+    // Matrix.from produces the library's usual ERR_SHAPE message
+    return Matrix.from(m, 'matrix');
+  }
+  if (!Number.isInteger(m.rows) || !Number.isInteger(m.cols) || m.rows < 0 || m.cols < 0 || m.rows > 0xffffffff || m.cols > 0xffffffff) {
+    return Matrix.from(m, 'matrix');
+  }
+  if (m.data.length !== m.rows * m.cols) return Matrix.from(m, 'matrix');
+  return m;
+}
