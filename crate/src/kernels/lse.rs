@@ -149,6 +149,23 @@ pub fn sum_exp_shifted_reference(xs: &[f32], beta: f64, shift: f64) -> f64 {
     xs.iter().map(|&x| (beta * x as f64 - shift).exp()).sum()
 }
 
+/// Largest element of a non-empty finite slice (16 independent lanes so it vectorises).
+#[inline]
+pub fn max_f32(xs: &[f32]) -> f32 {
+    let mut m = [f32::NEG_INFINITY; 16];
+    let mut chunks = xs.chunks_exact(16);
+    for c in &mut chunks {
+        for l in 0..16 {
+            m[l] = if c[l] > m[l] { c[l] } else { m[l] };
+        }
+    }
+    let mut mx = f32::NEG_INFINITY;
+    for &x in chunks.remainder().iter().chain(m.iter()) {
+        mx = if x > mx { x } else { mx };
+    }
+    mx
+}
+
 /// Running log-sum-exp state of one column: value = `m + ln z`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LseState {
@@ -169,10 +186,7 @@ impl LseState {
         if xs.is_empty() {
             return;
         }
-        let mut mx = f32::NEG_INFINITY;
-        for &x in xs {
-            mx = if x > mx { x } else { mx };
-        }
+        let mx = max_f32(xs);
         // β > 0 makes x ↦ β·x monotone, so β·max x is exactly the largest shifted argument's base.
         let bm = beta * mx as f64;
         let m2 = if bm > self.m { bm } else { self.m };

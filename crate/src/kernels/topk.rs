@@ -109,6 +109,24 @@ impl TopValues {
         if self.k == 0 {
             return;
         }
+        // Fast path: a full list rejects a whole chunk with one vectorised comparison.
+        if self.vals.len() == self.k {
+            let mut rest = xs;
+            while !rest.is_empty() {
+                let n = rest.len().min(16);
+                let (head, tail) = rest.split_at(n);
+                let thr = self.vals[self.k - 1];
+                if head.iter().fold(false, |a, &x| a | (x > thr)) {
+                    self.extend_slow(head);
+                }
+                rest = tail;
+            }
+            return;
+        }
+        self.extend_slow(xs);
+    }
+
+    fn extend_slow(&mut self, xs: &[f32]) {
         for &x in xs {
             if self.vals.len() == self.k {
                 if x <= self.vals[self.k - 1] {

@@ -21,6 +21,7 @@ use rayon::prelude::*;
 use crate::control::Control;
 use crate::error::Result;
 use crate::kernels::gemm::matmul_abt;
+use crate::kernels::lse::max_f32;
 use crate::kernels::topk::{TopK, TopValues};
 
 /// How a query picks its variant.
@@ -144,21 +145,41 @@ impl Scorer {
     /// Folds raw similarities `raw` of gallery items `j0..j0+raw.len()` into a row state.
     #[inline]
     fn fold(&self, st: &mut RowState, raw: &[f32], j0: usize) {
+        if raw.is_empty() {
+            return;
+        }
         if self.needs_top1() {
-            for (jj, &s) in raw.iter().enumerate() {
-                st.raw_top.push(s as f64, (j0 + jj) as u32);
-            }
+            // First index of the chunk maximum (ties → lowest index), found with vectorised passes.
+            let m = max_f32(raw);
+            let jj = raw.iter().position(|&x| x == m).unwrap_or(0);
+            st.raw_top.push(m as f64, (j0 + jj) as u32);
         }
         if let Some(tv) = st.raw_vals.as_mut() {
             tv.extend(raw);
         }
+        const L: usize = 16;
         for (v, list) in st.lists.iter_mut().enumerate() {
             let bias = &self.bias[v][j0..j0 + raw.len()];
-            for (jj, (&s, &b)) in raw.iter().zip(bias).enumerate() {
-                let sc = self.scale * s as f64 - b;
-                if sc >= list.threshold() {
-                    list.push(sc, (j0 + jj) as u32);
+            let mut c0 = 0;
+            while c0 < raw.len() {
+                let c1 = (c0 + L).min(raw.len());
+                let thr = list.threshold();
+                let mut sc = [0f64; L];
+                let mut any = false;
+                for l in 0..c1 - c0 {
+                    sc[l] = self.scale * raw[c0 + l] as f64 - bias[c0 + l];
+                    any |= sc[l] > thr;
                 }
+                // Candidates arrive in increasing index and the list holds only lower indices, so a
+                // score equal to the threshold loses its tie: `>` is exact.
+                if any {
+                    for l in 0..c1 - c0 {
+                        if sc[l] > list.threshold() {
+                            list.push(sc[l], (j0 + c0 + l) as u32);
+                        }
+                    }
+                }
+                c0 = c1;
             }
         }
     }

@@ -86,11 +86,39 @@ struct ColumnTopK {
     len: Vec<u32>,
     score: Vec<f32>,
     idx: Vec<u32>,
+    /// Worst kept score of a full column, `-∞` while it fills: the one comparison most candidates fail.
+    thr: Vec<f32>,
 }
+
+/// Columns tested per vectorised threshold check.
+const LANES: usize = 16;
 
 impl ColumnTopK {
     fn new(cols: usize, k: usize) -> Self {
-        ColumnTopK { k, len: vec![0; cols], score: vec![0.0; cols * k], idx: vec![0; cols * k] }
+        ColumnTopK { k, len: vec![0; cols], score: vec![0.0; cols * k], idx: vec![0; cols * k], thr: vec![f32::NEG_INFINITY; cols] }
+    }
+
+    /// Offers row `row` (gallery item `j`) to every column. Rows must arrive in increasing `j`, so a
+    /// candidate equal to a full column's worst loses the tie (higher index) and `>` is exact.
+    #[inline]
+    fn offer_row(&mut self, row: &[f32], j: u32) {
+        let mut c0 = 0;
+        while c0 < row.len() {
+            let c1 = (c0 + LANES).min(row.len());
+            let (r, t) = (&row[c0..c1], &self.thr[c0..c1]);
+            let mut any = false;
+            for l in 0..r.len() {
+                any |= r[l] > t[l];
+            }
+            if any {
+                for c in c0..c1 {
+                    if row[c] > self.thr[c] {
+                        self.push(c, row[c], j);
+                    }
+                }
+            }
+            c0 = c1;
+        }
     }
 
     #[inline(always)]
@@ -113,6 +141,9 @@ impl ColumnTopK {
         self.score[base + pos] = s;
         self.idx[base + pos] = i;
         self.len[c] = (n + 1) as u32;
+        if n + 1 == k {
+            self.thr[c] = self.score[base + k - 1];
+        }
     }
 }
 
@@ -178,11 +209,7 @@ pub fn bank_stats(source: Source, m: usize, n: usize, req: StatsRequest, ctl: &C
             }
             let mut cand = ColumnTopK::new(bb, row_k);
             for jj in 0..gt {
-                let row = &tile[jj * bb..(jj + 1) * bb];
-                let j = (j0 + jj) as u32;
-                for (c, &v) in row.iter().enumerate() {
-                    cand.push(c, v, j);
-                }
+                cand.offer_row(&tile[jj * bb..(jj + 1) * bb], (j0 + jj) as u32);
             }
             Some(cand)
         };
