@@ -50,6 +50,30 @@ fn check_bank<'a>(method: Method, bank: Option<MatRef<'a>>, needed: bool, name: 
 }
 
 impl Normalizer {
+    /// Reassembles a normaliser from its stored parts (e.g. a loaded file), recomputing everything
+    /// derived from them (the scorer). The caller is responsible for the parts' consistency
+    /// (lengths agree with `n_gallery`, `dim` and the bank sizes; the method's statistics present).
+    #[allow(clippy::too_many_arguments)]
+    pub fn rebuild(
+        method: Method,
+        params: Params,
+        mode: Mode,
+        n_gallery: usize,
+        gallery: Vec<f32>,
+        query_bank: Vec<f32>,
+        gallery_bank: Vec<f32>,
+        query_stats: Option<BankStats>,
+        gallery_stats: Option<BankStats>,
+    ) -> Result<Normalizer> {
+        params.validate(method)?;
+        let (rq, rg) = method.requests(&params);
+        if rq.is_some() != query_stats.is_some() || rg.is_some() != gallery_stats.is_some() {
+            return Err(Error::format(format!("statistics do not match method '{}'", method.as_str())));
+        }
+        let scorer = method.scorer(&params, query_stats.as_ref(), gallery_stats.as_ref(), n_gallery);
+        Ok(Normalizer { method, params, mode, n_gallery, gallery, query_bank, gallery_bank, query_stats, gallery_stats, scorer })
+    }
+
     /// Fits from embeddings: `gallery` (n×d), optional `query_bank` (m_q×d, query modality) and
     /// `gallery_bank` (m_g×d, gallery modality), all row-major `f32`.
     pub fn fit_embeddings(method: Method, params: Params, metric: Metric, gallery: MatRef, query_bank: Option<MatRef>, gallery_bank: Option<MatRef>, ctl: &Control) -> Result<Normalizer> {

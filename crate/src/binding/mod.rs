@@ -6,7 +6,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -247,10 +247,29 @@ pub struct NativeTopK {
     pub scores: Float32Array,
 }
 
-/// A fitted normaliser living in native memory.
+/// A fitted normaliser living in native memory. `inner` is swapped atomically by operations that
+/// extend it (`addGallery`); running tasks keep the snapshot they started with.
 #[napi]
 pub struct NativeNormalizer {
-    inner: Arc<Normalizer>,
+    inner: RwLock<Arc<Normalizer>>,
+}
+
+impl NativeNormalizer {
+    pub(crate) fn from_normalizer(n: Normalizer) -> Self {
+        NativeNormalizer { inner: RwLock::new(Arc::new(n)) }
+    }
+
+    /// The current state (cheap: an `Arc` clone).
+    pub(crate) fn snapshot(&self) -> Arc<Normalizer> {
+        self.inner.read().map(|g| g.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    pub(crate) fn replace(&self, n: Normalizer) {
+        match self.inner.write() {
+            Ok(mut g) => *g = Arc::new(n),
+            Err(p) => *p.into_inner() = Arc::new(n),
+        }
+    }
 }
 
 pub struct FitTask {
@@ -266,7 +285,7 @@ impl Task for FitTask {
         guarded(|| with_control(&self.job, |ctl| fit_impl(&self.input, &self.params, ctl)))
     }
     fn resolve(&mut self, _env: Env, out: Normalizer) -> napi::Result<NativeNormalizer> {
-        Ok(NativeNormalizer { inner: Arc::new(out) })
+        Ok(NativeNormalizer::from_normalizer(out))
     }
 }
 
@@ -324,7 +343,7 @@ impl NativeNormalizer {
     /// Fits synchronously (small inputs only: blocks the event loop).
     #[napi(factory)]
     pub fn fit_sync(input: NativeFitInput, params: NativeParams) -> napi::Result<NativeNormalizer> {
-        guarded(|| fit_impl(&input, &params, &Control::none())).map(|n| NativeNormalizer { inner: Arc::new(n) })
+        guarded(|| fit_impl(&input, &params, &Control::none())).map(NativeNormalizer::from_normalizer)
     }
 
     /// Fits on the libuv thread pool; observes `job` for abort / progress.
@@ -335,39 +354,39 @@ impl NativeNormalizer {
 
     #[napi]
     pub fn scores_sync(&self, input: NativeMatrix) -> napi::Result<Float32Array> {
-        guarded(|| self.inner.scores(input.view("input")?)).map(|(v, _)| Float32Array::new(v))
+        guarded(|| self.snapshot().scores(input.view("input")?)).map(|(v, _)| Float32Array::new(v))
     }
 
     #[napi(ts_return_type = "Promise<Float32Array>")]
     pub fn scores(&self, input: NativeMatrix) -> AsyncTask<ScoresTask> {
-        AsyncTask::new(ScoresTask { inner: self.inner.clone(), input })
+        AsyncTask::new(ScoresTask { inner: self.snapshot(), input })
     }
 
     #[napi]
     pub fn search_sync(&self, input: NativeMatrix, k: u32) -> napi::Result<NativeTopK> {
         let rows = input.rows;
-        guarded(|| self.inner.search(input.view("input")?, k as usize, &Control::none())).map(|o| topk_out(rows, o))
+        guarded(|| self.snapshot().search(input.view("input")?, k as usize, &Control::none())).map(|o| topk_out(rows, o))
     }
 
     #[napi(ts_return_type = "Promise<NativeTopK>")]
     pub fn search(&self, input: NativeMatrix, k: u32, job: Option<&NativeJob>) -> AsyncTask<SearchTask> {
-        AsyncTask::new(SearchTask { inner: self.inner.clone(), input, k, job: job_state(job) })
+        AsyncTask::new(SearchTask { inner: self.snapshot(), input, k, job: job_state(job) })
     }
 
     #[napi(getter)]
     pub fn method(&self) -> String {
-        self.inner.method.as_str().to_string()
+        self.snapshot().method.as_str().to_string()
     }
 
     #[napi(getter)]
     pub fn gallery_count(&self) -> u32 {
-        self.inner.n_gallery as u32
+        self.snapshot().n_gallery as u32
     }
 
     /// "embeddings" or "similarities".
     #[napi(getter)]
     pub fn mode(&self) -> String {
-        match self.inner.mode {
+        match self.snapshot().mode {
             Mode::Embeddings { .. } => "embeddings".into(),
             Mode::Similarities => "similarities".into(),
         }
@@ -376,7 +395,7 @@ impl NativeNormalizer {
     /// Embedding dimension (0 in similarity mode).
     #[napi(getter)]
     pub fn dim(&self) -> u32 {
-        match self.inner.mode {
+        match self.snapshot().mode {
             Mode::Embeddings { dim, .. } => dim as u32,
             Mode::Similarities => 0,
         }
@@ -384,7 +403,7 @@ impl NativeNormalizer {
 
     #[napi(getter)]
     pub fn metric(&self) -> Option<String> {
-        match self.inner.mode {
+        match self.snapshot().mode {
             Mode::Embeddings { metric, .. } => Some(metric.as_str().into()),
             Mode::Similarities => None,
         }
@@ -392,9 +411,10 @@ impl NativeNormalizer {
 
     #[napi]
     pub fn stats(&self) -> NativeStats {
-        let n = self.inner.n_gallery;
-        let q = self.inner.query_stats.as_ref();
-        let g = self.inner.gallery_stats.as_ref();
+        let inner = self.snapshot();
+        let n = inner.n_gallery;
+        let q = inner.query_stats.as_ref();
+        let g = inner.gallery_stats.as_ref();
         let bits = |s: Option<&crate::methods::stats::BankStats>| s.and_then(|s| s.activation(n)).map(|a| Uint8Array::new(a.into_iter().map(u8::from).collect()));
         NativeStats {
             lse_query: q.and_then(|s| s.lse.clone()).map(Float64Array::new),
