@@ -9,6 +9,7 @@
  * | `ERR_EMPTY_BANK` | the method needs a bank that is missing or has no rows |
  * | `ERR_FORMAT` | a file is malformed, truncated, of the wrong version or corrupted |
  * | `ERR_IO` | a file could not be read or written |
+ * | `ERR_LEAK` | test queries are query-bank rows, or gallery items are gallery-bank rows (with `leakGuard: 'strict'`) |
  * | `ERR_ABORTED` | the operation was cancelled through an `AbortSignal` (the error's `name` is `AbortError`) |
  * | `ERR_INTERNAL` | a bug in dbnorm (please report it) |
  *
@@ -23,6 +24,7 @@ export type ErrorCode =
   | 'ERR_EMPTY_BANK'
   | 'ERR_FORMAT'
   | 'ERR_IO'
+  | 'ERR_LEAK'
   | 'ERR_ABORTED'
   | 'ERR_INTERNAL';
 
@@ -33,6 +35,7 @@ const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'ERR_EMPTY_BANK',
   'ERR_FORMAT',
   'ERR_IO',
+  'ERR_LEAK',
   'ERR_ABORTED',
   'ERR_INTERNAL',
 ]);

@@ -70,6 +70,27 @@ export interface TopK {
   scores: Float32Array;
 }
 
+/** Options of {@link Normalizer.fit} and {@link Normalizer.fitSimilarities}. */
+export interface FitOptions extends MethodOptions, RunOptions {
+  /**
+   * Leak guard (embeddings mode). `'warn'` (default) emits a process warning (code `DBNORM_LEAK`)
+   * the first time queries identical to query-bank rows are scored, or when gallery items appear in
+   * the gallery bank; `'strict'` throws `ERR_LEAK` instead; `'off'` skips the check. Normalising
+   * with the test queries themselves inflates results.
+   */
+  leakGuard?: 'warn' | 'strict' | 'off';
+}
+
+/** New gallery items in similarity mode: their similarities to the fit-time banks (rows in bank order). */
+export interface AddGallerySimilarities {
+  /** Query bank × new items (m_q × n_new). */
+  queryBankSims?: MatrixLike;
+  /** Gallery bank × new items (m_g × n_new). */
+  galleryBankSims?: MatrixLike;
+  /** Number of new items, needed only when no matrix is given (method `none`). */
+  count?: number;
+}
+
 /** Embeddings-mode fit input. All matrices are row-major `float32`, one item per row, same dimension. */
 export interface FitData {
   /** The gallery (n_g × d), e.g. test images. */
@@ -247,16 +268,31 @@ export class Normalizer {
    * block and never held in memory at once.
    * @throws {@link DbnormError} `ERR_SHAPE`, `ERR_NON_FINITE`, `ERR_PARAM`, `ERR_EMPTY_BANK`, `ERR_ABORTED`
    */
-  static async fit(data: FitData, opts: MethodOptions & RunOptions): Promise<Normalizer> {
+  static async fit(data: FitData, opts: FitOptions): Promise<Normalizer> {
     const { input, resolved } = prepareFit(data, opts);
     const n = await runJob(opts, (job) => native.NativeNormalizer.fit(input, toNativeParams(resolved), job));
-    return new Normalizer(n, resolved);
+    return new Normalizer(n, resolved).#withGuard(opts.leakGuard);
   }
 
   /** Synchronous {@link Normalizer.fit}: blocks the event loop, so use it for small inputs only. */
-  static fitSync(data: FitData, opts: MethodOptions): Normalizer {
+  static fitSync(data: FitData, opts: MethodOptions & Pick<FitOptions, 'leakGuard'>): Normalizer {
     const { input, resolved } = prepareFit(data, opts);
-    return new Normalizer(callNative(() => native.NativeNormalizer.fitSync(input, toNativeParams(resolved))), resolved);
+    return new Normalizer(callNative(() => native.NativeNormalizer.fitSync(input, toNativeParams(resolved))), resolved).#withGuard(opts.leakGuard);
+  }
+
+  #withGuard(mode: FitOptions['leakGuard']): this {
+    const g = mode ?? 'warn';
+    if (g !== 'warn' && g !== 'strict' && g !== 'off') throw new DbnormError('ERR_PARAM', `leakGuard must be 'warn', 'strict' or 'off', got '${String(g)}'`);
+    this.#leakGuard = g;
+    if (g !== 'off' && this.mode === 'embeddings') {
+      const n = this.#native.galleryBankOverlap();
+      if (n > 0) {
+        const msg = `${n} gallery items also appear in the gallery bank: each gets a near-constant e^{β_g} term (the gallery bank must not contain gallery items)`;
+        if (g === 'strict') throw new DbnormError('ERR_LEAK', msg);
+        process.emitWarning(msg, { code: 'DBNORM_LEAK' });
+      }
+    }
+    return this;
   }
 
   /**
@@ -308,6 +344,7 @@ export class Normalizer {
     if (this.mode === 'similarities' && this.galleryCount > 0 && m.cols !== this.galleryCount) {
       throw new DbnormError('ERR_SHAPE', `similarities have ${m.cols} columns, the fitted gallery has ${this.galleryCount} items`);
     }
+    if (this.mode === 'embeddings') this.#guard(m);
     return m;
   }
 
@@ -348,6 +385,129 @@ export class Normalizer {
     const k = checkInt('k', opts?.k, 1);
     return callNative(() => this.#native.searchSync(nm(m), k));
   }
+
+  /**
+   * Appends gallery items after fit. Their statistics come from the banks stored at fit, so for every
+   * bank-based method the result equals fitting on the whole gallery (activation sets included).
+   * Embeddings mode: `items` is n_new × d. Similarity mode: pass the new items' bank similarities
+   * `{ queryBankSims: m_q × n_new, galleryBankSims: m_g × n_new }` (bank rows in fit order).
+   * Calls are applied in order; searches already running keep the gallery they started with.
+   * @returns the new gallery size
+   */
+  async addGallery(items: MatrixLike | AddGallerySimilarities, opts?: RunOptions): Promise<number> {
+    const input = this.#addInput(items);
+    const run = this.#adding.then(() => runJob(opts, (job) => this.#native.addGallery(input, job)));
+    this.#adding = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Synchronous {@link Normalizer.addGallery}: small inputs only. */
+  addGallerySync(items: MatrixLike | AddGallerySimilarities): number {
+    const input = this.#addInput(items);
+    return callNative(() => this.#native.addGallerySync(input));
+  }
+
+  #adding: Promise<unknown> = Promise.resolve();
+
+  #addInput(items: MatrixLike | AddGallerySimilarities): import('./native/index.cjs').NativeAddInput {
+    if (this.mode === 'embeddings') {
+      const m = Matrix.from(items as MatrixLike, 'items');
+      if (m.cols !== this.dim) throw new DbnormError('ERR_SHAPE', `new gallery items have dim ${m.cols}, gallery has dim ${this.dim}`);
+      return { items: nm(m) };
+    }
+    const s = items as AddGallerySimilarities;
+    const q = s.queryBankSims === undefined ? undefined : Matrix.from(s.queryBankSims, 'queryBankSims');
+    const g = s.galleryBankSims === undefined ? undefined : Matrix.from(s.galleryBankSims, 'galleryBankSims');
+    return { queryBankSims: q && nm(q), galleryBankSims: g && nm(g), count: s.count };
+  }
+
+  #rerankInput(input: MatrixLike, candidates: Uint32Array | ArrayLike<ArrayLike<number>>): [Matrix, Uint32Array, number] {
+    const m = Matrix.from(input, this.mode === 'embeddings' ? 'queries' : 'candidateSims');
+    let ids: Uint32Array;
+    let c: number;
+    if (candidates instanceof Uint32Array) {
+      if (m.rows === 0 ? candidates.length !== 0 : candidates.length % m.rows !== 0) {
+        throw new DbnormError('ERR_SHAPE', `candidates has ${candidates.length} ids, not a multiple of ${m.rows} queries`);
+      }
+      ids = candidates;
+      c = m.rows === 0 ? 0 : candidates.length / m.rows;
+    } else {
+      if (candidates.length !== m.rows) throw new DbnormError('ERR_SHAPE', `candidates has ${candidates.length} lists, expected one per query (${m.rows})`);
+      c = m.rows === 0 ? 0 : candidates[0]!.length;
+      ids = new Uint32Array(m.rows * c);
+      for (let i = 0; i < m.rows; i++) {
+        const row = candidates[i]!;
+        if (row.length !== c) throw new DbnormError('ERR_SHAPE', `candidates[${i}] has ${row.length} ids, candidates[0] has ${c}`);
+        for (let j = 0; j < c; j++) {
+          const v = row[j]!;
+          if (!Number.isInteger(v) || v < 0) throw new DbnormError('ERR_PARAM', `candidates[${i}][${j}] must be a non-negative integer, got ${String(v)}`);
+          ids[i * c + j] = v;
+        }
+      }
+    }
+    if (this.mode === 'embeddings') this.#guard(m);
+    return [m, ids, c];
+  }
+
+  /**
+   * Re-scores candidate gallery ids per query — what an approximate nearest-neighbour index over the
+   * raw vectors returned — with the normalised score, best first. `input` is query embeddings
+   * (n_q × d) or, in similarity mode, the candidates' raw similarities (n_q × c, aligned with
+   * `candidates`). `candidates` is n_q × c ids (a flat `Uint32Array` or one list per query).
+   * The DIS/DualDIS gate and the CSLS offset are taken over the candidates: exact when they contain
+   * the query's raw top-1 (top-K for CSLS), as a raw nearest-neighbour index returns them.
+   */
+  async rerank(input: MatrixLike, candidates: Uint32Array | ArrayLike<ArrayLike<number>>): Promise<TopK> {
+    const [m, ids, c] = this.#rerankInput(input, candidates);
+    return awaitNative(this.#native.rerank(nm(m), ids, c));
+  }
+
+  /** Synchronous {@link Normalizer.rerank} (an online request: one or a few queries). */
+  rerankSync(input: MatrixLike, candidates: Uint32Array | ArrayLike<ArrayLike<number>>): TopK {
+    const [m, ids, c] = this.#rerankInput(input, candidates);
+    return callNative(() => this.#native.rerankSync(nm(m), ids, c));
+  }
+
+  /**
+   * Gallery vectors for a plain inner-product index that returns exactly the normalised ranking
+   * (spec §4): row j is `[g_j ; −b_j]` with `g_j` as compared (unit rows under cosine) and the
+   * per-item bias `b_j` (IS: L_q/β_q; DualIS: (L_q+L_g)/(β_q+β_g); CSLS: r_S/2; NNN: α·mean). DIS
+   * adds one column −L_q/β_q and DualDIS two (−L_q, −L_g over β_q+β_g); query them with
+   * {@link Normalizer.augmentQueries}, which applies the gates. n_g × (d + 1), or d + 2 for `dual-dis`.
+   * Use an inner-product metric (a cosine index would renormalise) and keep the extra columns in
+   * full precision. Embeddings mode only.
+   */
+  augmentedGallery(): Matrix {
+    const a = callNative(() => this.#native.augmentedGallery());
+    return Matrix.unchecked(a.data, a.rows, a.cols);
+  }
+
+  /**
+   * Query vectors matching {@link Normalizer.augmentedGallery}: `[q ; 1]` (q as compared), or for DIS
+   * and DualDIS `[q ; γ_q (; γ_g)]` with the gates of the raw top-1 (found here by a raw search: the
+   * spec's two-pass rule). Querying with `[q ; 0…]` gives the raw ranking from the same index.
+   */
+  augmentQueries(queries: MatrixLike): Matrix {
+    const m = this.#input(queries);
+    const a = callNative(() => this.#native.augmentQueries(nm(m)));
+    return Matrix.unchecked(a.data, a.rows, a.cols);
+  }
+
+  /** Leak guard: test queries identical to query-bank rows inflate results. */
+  #guard(m: Matrix): void {
+    if (this.#leakGuard === 'off' || this.mode !== 'embeddings') return;
+    const n = callNative(() => this.#native.leakedQueries(nm(m)));
+    if (n === 0) return;
+    const msg = `${n} of ${m.rows} queries are identical to query-bank rows: normalising with the test queries themselves inflates results (build the bank from training data)`;
+    if (this.#leakGuard === 'strict') throw new DbnormError('ERR_LEAK', msg);
+    if (!this.#warnedLeak) {
+      this.#warnedLeak = true;
+      process.emitWarning(msg, { code: 'DBNORM_LEAK' });
+    }
+  }
+
+  #leakGuard: 'warn' | 'strict' | 'off' = 'warn';
+  #warnedLeak = false;
 
   /**
    * Fitted per-gallery statistics, for inspection: `lseQuery[j] = L_q(j)`, `lseGallery[j] = L_g(j)`,

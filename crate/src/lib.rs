@@ -14,6 +14,7 @@ pub mod kernels;
 pub mod matrix;
 pub mod methods;
 pub mod normalizer;
+pub mod rows;
 pub mod npy;
 
 #[cfg(feature = "binding")]

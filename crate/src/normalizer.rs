@@ -6,7 +6,8 @@ use crate::error::{Error, Result};
 use crate::kernels::similarity::{matmul_abt_par, prepare, Metric};
 use crate::matrix::MatRef;
 use crate::methods::scorer::Scorer;
-use crate::methods::stats::{bank_stats, BankStats, Source};
+use crate::methods::stats::{bank_stats, BankStats, Source, StatsRequest};
+use rayon::prelude::*;
 use crate::methods::{none, Method, Params};
 
 /// Where similarities come from.
@@ -33,6 +34,8 @@ pub struct Normalizer {
     pub query_stats: Option<BankStats>,
     pub gallery_stats: Option<BankStats>,
     scorer: Scorer,
+    /// Hash index of the query-bank rows for the leak guard, built on first use.
+    bank_index: std::sync::OnceLock<crate::rows::RowIndex>,
 }
 
 fn check_bank<'a>(method: Method, bank: Option<MatRef<'a>>, needed: bool, name: &str, what: &str) -> Result<Option<MatRef<'a>>> {
@@ -71,7 +74,7 @@ impl Normalizer {
             return Err(Error::format(format!("statistics do not match method '{}'", method.as_str())));
         }
         let scorer = method.scorer(&params, query_stats.as_ref(), gallery_stats.as_ref(), n_gallery);
-        Ok(Normalizer { method, params, mode, n_gallery, gallery, query_bank, gallery_bank, query_stats, gallery_stats, scorer })
+        Ok(Normalizer { method, params, mode, n_gallery, gallery, query_bank, gallery_bank, query_stats, gallery_stats, scorer, bank_index: Default::default() })
     }
 
     /// Fits from embeddings: `gallery` (n×d), optional `query_bank` (m_q×d, query modality) and
@@ -125,6 +128,7 @@ impl Normalizer {
             query_stats: qs,
             gallery_stats: gs,
             scorer,
+            bank_index: Default::default(),
         })
     }
 
@@ -172,6 +176,7 @@ impl Normalizer {
             query_stats: qs,
             gallery_stats: gs,
             scorer,
+            bank_index: Default::default(),
         })
     }
 
@@ -247,6 +252,291 @@ impl Normalizer {
                 let (i, s) = sc.search_sims(input.data, input.rows, ke);
                 Ok((i, s, ke))
             }
+        }
+    }
+}
+
+/// Merges two per-bank-row top-k lists (`old` over items `0..n_old`, `new` over the appended items,
+/// indices already offset) into lists of `min(k, n_old + n_new)` entries per row.
+fn merge_row_topk(m: usize, k: usize, old: (&[u32], &[f32], usize), new: (&[u32], &[f32], usize)) -> (Vec<u32>, Vec<f32>, usize) {
+    use crate::kernels::topk::TopK;
+    let (oi, os, ok) = old;
+    let (ni, ns, nk) = new;
+    // ok = min(k, n_old), nk = min(k, n_new)  ⇒  min(k, ok + nk) = min(k, n_old + n_new).
+    let rk = k.min(ok + nk);
+    let mut idx = Vec::with_capacity(m * rk);
+    let mut sc = Vec::with_capacity(m * rk);
+    for b in 0..m {
+        let mut t = TopK::new(rk);
+        for r in 0..ok {
+            t.push(os[b * ok + r] as f64, oi[b * ok + r]);
+        }
+        for r in 0..nk {
+            t.push(ns[b * nk + r] as f64, ni[b * nk + r]);
+        }
+        idx.extend_from_slice(t.indices());
+        sc.extend(t.scores().iter().map(|&s| s as f32));
+    }
+    (idx, sc, rk)
+}
+
+/// Appends the statistics of new gallery items (`new`, computed over items `0..n_new` only) to `old`.
+fn append_stats(old: &BankStats, new: BankStats, n_old: usize, k_requested: usize) -> BankStats {
+    let cat = |a: &Option<Vec<f64>>, b: Option<Vec<f64>>| match (a, b) {
+        (Some(a), Some(b)) => Some(a.iter().copied().chain(b).collect()),
+        _ => None,
+    };
+    let mut out = BankStats {
+        bank_rows: old.bank_rows,
+        lse: cat(&old.lse, new.lse),
+        lse_beta: old.lse_beta,
+        top_k: old.top_k,
+        top_mean: cat(&old.top_mean, new.top_mean),
+        row_k: old.row_k,
+        row_topk_idx: None,
+        row_topk_score: None,
+    };
+    if let (Some(oi), Some(os), Some(mut ni), Some(ns)) = (old.row_topk_idx.as_ref(), old.row_topk_score.as_ref(), new.row_topk_idx, new.row_topk_score) {
+        for i in ni.iter_mut() {
+            *i += n_old as u32;
+        }
+        let (idx, sc, rk) = merge_row_topk(old.bank_rows, k_requested, (oi, os, old.row_k), (&ni, &ns, new.row_k));
+        out.row_topk_idx = Some(idx);
+        out.row_topk_score = Some(sc);
+        out.row_k = rk;
+    }
+    out
+}
+
+/// `Σ a_t·b_t` in `f32` with 16 independent lanes (vectorises); used by rerank's gathers.
+#[inline]
+fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..16 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut tail = 0f32;
+    for (x, y) in ra.iter().zip(rb) {
+        tail += x * y;
+    }
+    let mut s = 0f32;
+    for v in acc {
+        s += v;
+    }
+    s + tail
+}
+
+impl Normalizer {
+    fn embeddings(&self) -> Result<(Metric, usize)> {
+        match self.mode {
+            Mode::Embeddings { metric, dim } => Ok((metric, dim)),
+            Mode::Similarities => Err(Error::param("this normaliser was fitted from precomputed similarities; the operation needs embeddings")),
+        }
+    }
+
+    /// A new normaliser with `items` (n_new × d embeddings) appended to the gallery. Their statistics
+    /// come from the stored banks, so for every bank-based method the result is exactly what fitting
+    /// on the whole gallery gives (activation sets are updated from the stored per-bank-row top-k).
+    pub fn add_gallery_embeddings(&self, items: MatRef, ctl: &Control) -> Result<Normalizer> {
+        let (metric, dim) = self.embeddings()?;
+        if items.cols != dim {
+            return Err(Error::shape(format!("new gallery items have dim {}, gallery has dim {dim}", items.cols)));
+        }
+        items.check_finite("items")?;
+        let prepared = prepare(items, metric, "items")?.into_owned();
+        let n_new = items.rows;
+        let (rq, rg) = self.method.requests(&self.params);
+        let mq = self.query_bank.len() / dim;
+        let mg = self.gallery_bank.len() / dim;
+        let stats = |bank: &[f32], m: usize, r, phase| bank_stats(Source::Embeddings { bank, gallery: &prepared, dim, normalize_bank: false }, m, n_new, r, ctl, phase);
+        let qs = match (rq, &self.query_stats) {
+            (Some(r), Some(old)) => Some(append_stats(old, stats(&self.query_bank, mq, r, "addGallery:queryBank")?, self.n_gallery, self.params.k)),
+            _ => None,
+        };
+        let gs = match (rg, &self.gallery_stats) {
+            (Some(r), Some(old)) => Some(append_stats(old, stats(&self.gallery_bank, mg, r, "addGallery:galleryBank")?, self.n_gallery, self.params.k)),
+            _ => None,
+        };
+        let mut gallery = Vec::with_capacity(self.gallery.len() + prepared.len());
+        gallery.extend_from_slice(&self.gallery);
+        gallery.extend_from_slice(&prepared);
+        Normalizer::rebuild(self.method, self.params, self.mode.clone(), self.n_gallery + n_new, gallery, self.query_bank.clone(), self.gallery_bank.clone(), qs, gs)
+    }
+
+    /// Similarity-mode twin of [`Self::add_gallery_embeddings`]: the new items' bank similarities,
+    /// `query_bank_sims` (m_q × n_new) and `gallery_bank_sims` (m_g × n_new), rows in the same bank
+    /// order as at fit.
+    pub fn add_gallery_similarities(&self, query_bank_sims: Option<MatRef>, gallery_bank_sims: Option<MatRef>, n_new: usize, ctl: &Control) -> Result<Normalizer> {
+        if self.mode != Mode::Similarities {
+            return Err(Error::param("this normaliser was fitted from embeddings; add gallery items as embeddings"));
+        }
+        let (rq, rg) = self.method.requests(&self.params);
+        let one = |sims: Option<MatRef>, req: Option<StatsRequest>, old: &Option<BankStats>, name: &str, phase: &str| -> Result<Option<BankStats>> {
+            match (req, old) {
+                (Some(r), Some(old)) => {
+                    let s = sims.ok_or_else(|| Error::empty_bank(format!("method '{}' needs {name} for the new items", self.method.as_str())))?;
+                    if s.rows != old.bank_rows || s.cols != n_new {
+                        return Err(Error::shape(format!("{name} is {}×{}, expected {}×{n_new} (bank rows × new items)", s.rows, s.cols, old.bank_rows)));
+                    }
+                    s.check_finite(name)?;
+                    let new = bank_stats(Source::Sims { sims: s.data }, s.rows, n_new, r, ctl, phase)?;
+                    Ok(Some(append_stats(old, new, self.n_gallery, self.params.k)))
+                }
+                _ => Ok(None),
+            }
+        };
+        let qs = one(query_bank_sims, rq, &self.query_stats, "queryBankSims", "addGallery:queryBank")?;
+        let gs = one(gallery_bank_sims, rg, &self.gallery_stats, "galleryBankSims", "addGallery:galleryBank")?;
+        Normalizer::rebuild(self.method, self.params, Mode::Similarities, self.n_gallery + n_new, Vec::new(), Vec::new(), Vec::new(), qs, gs)
+    }
+
+    /// Re-scores given candidates per query (e.g. what an ANN index returned) with the normalised
+    /// score, and returns them best first (score desc, index asc): `(indices, scores)`, nq × c.
+    ///
+    /// `input` is query embeddings (nq × d) in embeddings mode, or the candidates' raw similarities
+    /// (nq × c, aligned with `candidates`) in similarity mode. Per-query context — the DIS/DualDIS gate
+    /// (raw top-1) and the CSLS offset (mean of the K best raw similarities) — is taken over the
+    /// candidates, which is exact whenever the candidates contain the raw top-1 (top-K), as a raw
+    /// nearest-neighbour index returns them.
+    pub fn rerank(&self, input: MatRef, candidates: &[u32], c: usize) -> Result<(Vec<u32>, Vec<f32>)> {
+        let nq = input.rows;
+        if candidates.len() != nq * c {
+            return Err(Error::shape(format!("candidates has {} ids, expected queries·c = {nq}·{c}", candidates.len())));
+        }
+        if let Some(&bad) = candidates.iter().find(|&&j| j as usize >= self.n_gallery) {
+            return Err(Error::shape(format!("candidate id {bad} is out of range (gallery has {} items)", self.n_gallery)));
+        }
+        input.check_finite("input")?;
+        let raw: Vec<f32> = match self.mode {
+            Mode::Embeddings { metric, dim } => {
+                if input.cols != dim {
+                    return Err(Error::shape(format!("queries have dim {}, gallery has dim {dim}", input.cols)));
+                }
+                let q = prepare(input, metric, "queries")?;
+                let mut raw = vec![0f32; nq * c];
+                raw.par_chunks_mut(c.max(1)).enumerate().for_each(|(i, out)| {
+                    let qi = &q[i * dim..(i + 1) * dim];
+                    for (o, &j) in out.iter_mut().zip(&candidates[i * c..(i + 1) * c]) {
+                        *o = dot_f32(qi, &self.gallery[j as usize * dim..(j as usize + 1) * dim]);
+                    }
+                });
+                raw
+            }
+            Mode::Similarities => {
+                if input.cols != c {
+                    return Err(Error::shape(format!("candidate similarities have {} columns, candidates have {c} per query", input.cols)));
+                }
+                input.data.to_vec()
+            }
+        };
+        let sc = &self.scorer;
+        let mut idx = vec![0u32; nq * c];
+        let mut out = vec![0f32; nq * c];
+        idx.par_chunks_mut(c.max(1)).zip(out.par_chunks_mut(c.max(1))).enumerate().for_each(|(i, (io, so))| {
+            let r = &raw[i * c..(i + 1) * c];
+            let cand = &candidates[i * c..(i + 1) * c];
+            let (t, off) = sc.row_context(r);
+            let v = sc.variant_of(cand.get(t).map(|&j| j as usize).unwrap_or(0));
+            let mut scored: Vec<(f64, u32)> = r.iter().zip(cand).map(|(&s, &j)| (sc.scale * s as f64 - sc.bias[v][j as usize] - off, j)).collect();
+            scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            for (r, (s, j)) in scored.into_iter().enumerate() {
+                io[r] = j;
+                so[r] = s as f32;
+            }
+        });
+        Ok((idx, out))
+    }
+
+    /// Extra dimensions of the augmented vectors: 2 for DualDIS, else 1.
+    pub fn augmented_extra(&self) -> usize {
+        if self.method == Method::DualDis {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Gallery vectors `[g_j ; −b_j]` (n_g × (d + e), row-major `f32`, `g_j` prepared for the metric)
+    /// such that an inner product with [`Self::augment_queries`] ranks exactly as the method (spec §4).
+    /// DIS: `b = L_q/β_q`; DualDIS: two columns `−L_q/(β_q+β_g)`, `−L_g/(β_q+β_g)`; otherwise
+    /// `b_j = bias_j / scale` of the single-variant score.
+    pub fn augmented_gallery(&self) -> Result<(Vec<f32>, usize)> {
+        let (_, dim) = self.embeddings()?;
+        let e = self.augmented_extra();
+        let sc = &self.scorer;
+        let cols: Vec<&Vec<f64>> = match self.method {
+            Method::Dis => vec![&sc.bias[1]],
+            Method::DualDis => vec![&sc.bias[1], &sc.bias[2]],
+            _ => vec![&sc.bias[0]],
+        };
+        let w = dim + e;
+        let mut out = vec![0f32; self.n_gallery * w];
+        for j in 0..self.n_gallery {
+            out[j * w..j * w + dim].copy_from_slice(&self.gallery[j * dim..(j + 1) * dim]);
+            for (x, col) in cols.iter().enumerate() {
+                out[j * w + dim + x] = (-col[j] / sc.scale) as f32;
+            }
+        }
+        Ok((out, w))
+    }
+
+    /// Query vectors `[q ; γ…]` (nq × (d + e)) matching [`Self::augmented_gallery`]: `[q; 1]` for
+    /// single-variant methods; for DIS / DualDIS the gates from the raw top-1 (the spec's two-pass
+    /// rule, done here by a raw search over the stored gallery).
+    pub fn augment_queries(&self, queries: MatRef, ctl: &Control) -> Result<(Vec<f32>, usize)> {
+        let (metric, dim) = self.embeddings()?;
+        if queries.cols != dim {
+            return Err(Error::shape(format!("queries have dim {}, gallery has dim {dim}", queries.cols)));
+        }
+        queries.check_finite("queries")?;
+        let q = prepare(queries, metric, "queries")?;
+        let e = self.augmented_extra();
+        let w = dim + e;
+        let nq = queries.rows;
+        let gates: Vec<[f32; 2]> = match &self.scorer.gate {
+            crate::methods::scorer::Gate::None => vec![[1.0, 0.0]; nq],
+            gate => {
+                let raw = none::scorer(&self.params, self.n_gallery);
+                let (top1, _) = raw.search_embeddings(&q, nq, &self.gallery, dim, 1, ctl)?;
+                top1.iter()
+                    .map(|&t| match gate {
+                        crate::methods::scorer::Gate::Single(a) => [a[t as usize] as u8 as f32, 0.0],
+                        crate::methods::scorer::Gate::Dual(aq, ag) => [aq[t as usize] as u8 as f32, ag[t as usize] as u8 as f32],
+                        crate::methods::scorer::Gate::None => [1.0, 0.0],
+                    })
+                    .collect()
+            }
+        };
+        let mut out = vec![0f32; nq * w];
+        for i in 0..nq {
+            out[i * w..i * w + dim].copy_from_slice(&q[i * dim..(i + 1) * dim]);
+            out[i * w + dim..i * w + w].copy_from_slice(&gates[i][..e]);
+        }
+        Ok((out, w))
+    }
+
+    /// How many rows of `queries` (embeddings) are bit-identical, after the metric's preparation, to a
+    /// query-bank row: test queries inside the bank inflate results (the leak guard).
+    pub fn leaked_queries(&self, queries: MatRef) -> Result<usize> {
+        let (metric, dim) = self.embeddings()?;
+        if self.query_bank.is_empty() || queries.cols != dim {
+            return Ok(0);
+        }
+        let q = prepare(queries, metric, "queries")?;
+        let index = self.bank_index.get_or_init(|| crate::rows::RowIndex::new(&self.query_bank, dim));
+        Ok(index.count_in(&self.query_bank, &q))
+    }
+
+    /// How many gallery rows also appear in the gallery bank (the spec forbids that: every such item
+    /// gets a near-constant e^{β_g} term).
+    pub fn gallery_bank_overlap(&self) -> usize {
+        match self.mode {
+            Mode::Embeddings { dim, .. } if !self.gallery_bank.is_empty() => crate::rows::RowIndex::new(&self.gallery_bank, dim).count_in(&self.gallery_bank, &self.gallery),
+            _ => 0,
         }
     }
 }

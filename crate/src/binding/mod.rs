@@ -19,6 +19,7 @@ use crate::methods::{Method, Params};
 use crate::normalizer::{Mode, Normalizer};
 
 mod eval;
+mod serving;
 mod npy;
 
 fn to_napi(e: DbError) -> napi::Error {
@@ -251,24 +252,43 @@ pub struct NativeTopK {
 /// extend it (`addGallery`); running tasks keep the snapshot they started with.
 #[napi]
 pub struct NativeNormalizer {
-    inner: RwLock<Arc<Normalizer>>,
+    inner: Slot,
+}
+
+/// The shared, swappable state of a [`NativeNormalizer`].
+#[derive(Clone)]
+pub(crate) struct Slot(Arc<RwLock<Arc<Normalizer>>>);
+
+impl Slot {
+    /// The current state (cheap: an `Arc` clone).
+    pub(crate) fn get(&self) -> Arc<Normalizer> {
+        self.0.read().map(|g| g.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    pub(crate) fn set(&self, n: Normalizer) {
+        match self.0.write() {
+            Ok(mut g) => *g = Arc::new(n),
+            Err(p) => *p.into_inner() = Arc::new(n),
+        }
+    }
 }
 
 impl NativeNormalizer {
     pub(crate) fn from_normalizer(n: Normalizer) -> Self {
-        NativeNormalizer { inner: RwLock::new(Arc::new(n)) }
+        NativeNormalizer { inner: Slot(Arc::new(RwLock::new(Arc::new(n)))) }
     }
 
     /// The current state (cheap: an `Arc` clone).
     pub(crate) fn snapshot(&self) -> Arc<Normalizer> {
-        self.inner.read().map(|g| g.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.inner.get()
+    }
+
+    pub(crate) fn slot(&self) -> Slot {
+        self.inner.clone()
     }
 
     pub(crate) fn replace(&self, n: Normalizer) {
-        match self.inner.write() {
-            Ok(mut g) => *g = Arc::new(n),
-            Err(p) => *p.into_inner() = Arc::new(n),
-        }
+        self.inner.set(n)
     }
 }
 
