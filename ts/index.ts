@@ -9,6 +9,7 @@
  */
 export { DbnormError, type ErrorCode } from './errors.js';
 export { Matrix, type MatrixLike } from './matrix.js';
+export { Bank, GalleryBank, QueryBank, type BankBlock, type BankOptions, type BankSource, type BankSummary } from './bank.js';
 export { type Progress, type RunOptions } from './job.js';
 export { similarity, similaritySync, type Metric, type SimilarityOptions } from './similarity.js';
 export {

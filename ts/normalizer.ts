@@ -1,4 +1,5 @@
 import { DbnormError, awaitNative, callNative } from './errors.js';
+import { type GalleryBank, type QueryBank, bankMatrix } from './bank.js';
 import { type RunOptions, runJob } from './job.js';
 import { Matrix, type MatrixLike } from './matrix.js';
 import { native } from './native.js';
@@ -96,9 +97,9 @@ export interface FitData {
   /** The gallery (n_g × d), e.g. test images. */
   gallery: MatrixLike;
   /** Query-modality bank (m_q × d), e.g. training captions. Needed by every method except `none`. */
-  queryBank?: MatrixLike;
+  queryBank?: MatrixLike | QueryBank;
   /** Gallery-modality bank (m_g × d), e.g. training images. Needed by `dual-is` and `dual-dis`. Must not contain gallery items. */
-  galleryBank?: MatrixLike;
+  galleryBank?: MatrixLike | GalleryBank;
   /** Default `'cosine'`. */
   metric?: Metric;
 }
@@ -106,9 +107,9 @@ export interface FitData {
 /** Similarity-mode fit input: precomputed matrices on the same scale as the query × gallery scores. */
 export interface FitSimilaritiesData {
   /** Query bank × gallery similarities (m_q × n_g), cross-modal. */
-  queryBankSims?: MatrixLike;
+  queryBankSims?: MatrixLike | QueryBank;
   /** Gallery bank × gallery similarities (m_g × n_g), same modality. */
-  galleryBankSims?: MatrixLike;
+  galleryBankSims?: MatrixLike | GalleryBank;
   /** Gallery size, needed only for `none` when no bank matrix is given. */
   galleryCount?: number;
 }
@@ -208,8 +209,11 @@ function prepareFit(data: FitData, opts: MethodOptions) {
   const gallery = Matrix.from(data.gallery, 'gallery');
   if (gallery.rows === 0) throw new DbnormError('ERR_SHAPE', 'gallery has 0 rows (need at least one item)');
   const needs = NEEDS[resolved.method];
-  const queryBank = needs.query && data.queryBank !== undefined ? Matrix.from(data.queryBank, 'queryBank') : undefined;
-  const galleryBank = needs.gallery && data.galleryBank !== undefined ? Matrix.from(data.galleryBank, 'galleryBank') : undefined;
+  // Every given bank is validated; only the ones the method uses are passed on.
+  const qAll = data.queryBank === undefined ? undefined : bankMatrix(data.queryBank, 'query', 'embeddings', 'queryBank');
+  const gAll = data.galleryBank === undefined ? undefined : bankMatrix(data.galleryBank, 'gallery', 'embeddings', 'galleryBank');
+  const queryBank = needs.query ? qAll : undefined;
+  const galleryBank = needs.gallery ? gAll : undefined;
   bankCheck(resolved.method, 'query', queryBank, 'queryBank');
   bankCheck(resolved.method, 'gallery', galleryBank, 'galleryBank');
   for (const [m, name] of [[queryBank, 'queryBank'], [galleryBank, 'galleryBank']] as const) {
@@ -229,8 +233,10 @@ function prepareFitSims(data: FitSimilaritiesData, opts: MethodOptions) {
   if (data === null || typeof data !== 'object') throw new DbnormError('ERR_SHAPE', 'fit data { queryBankSims?, galleryBankSims? } is required');
   const resolved = resolveOptions(opts, false);
   const needs = NEEDS[resolved.method];
-  const q = needs.query && data.queryBankSims !== undefined ? Matrix.from(data.queryBankSims, 'queryBankSims') : undefined;
-  const g = needs.gallery && data.galleryBankSims !== undefined ? Matrix.from(data.galleryBankSims, 'galleryBankSims') : undefined;
+  const qAll = data.queryBankSims === undefined ? undefined : bankMatrix(data.queryBankSims, 'query', 'similarities', 'queryBankSims');
+  const gAll = data.galleryBankSims === undefined ? undefined : bankMatrix(data.galleryBankSims, 'gallery', 'similarities', 'galleryBankSims');
+  const q = needs.query ? qAll : undefined;
+  const g = needs.gallery ? gAll : undefined;
   bankCheck(resolved.method, 'query', q, 'queryBankSims');
   bankCheck(resolved.method, 'gallery', g, 'galleryBankSims');
   if (q && g && q.cols !== g.cols) {

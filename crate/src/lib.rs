@@ -7,6 +7,7 @@
 //! Conventions everywhere: matrices are row-major `f32` slices with explicit `rows`/`cols`;
 //! β is an inverse temperature (it multiplies similarities); higher scores are better.
 
+pub mod bank;
 pub mod control;
 pub mod error;
 pub mod eval;

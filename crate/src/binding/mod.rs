@@ -18,10 +18,6 @@ use crate::matrix::MatRef;
 use crate::methods::{Method, Params};
 use crate::normalizer::{Mode, Normalizer};
 
-mod eval;
-mod serving;
-mod npy;
-
 fn to_napi(e: DbError) -> napi::Error {
     napi::Error::new(Status::GenericFailure, e.to_string())
 }
@@ -445,3 +441,10 @@ impl NativeNormalizer {
         }
     }
 }
+
+// Sub-modules with further `#[napi]` items. Declared after `NativeNormalizer` so that napi-derive has
+// parsed the struct before it expands their `impl NativeNormalizer` blocks.
+mod bank;
+mod eval;
+mod npy;
+mod serving;

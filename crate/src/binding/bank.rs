@@ -1,0 +1,63 @@
+//! napi glue for [`crate::bank::BankBuilder`].
+
+use std::sync::Mutex;
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+use super::guarded;
+use crate::bank::BankBuilder;
+use crate::error::{Error as DbError, ErrorCode};
+
+/// Builds a bank from row blocks in native memory.
+#[napi]
+pub struct NativeBankBuilder {
+    inner: Mutex<Option<BankBuilder>>,
+}
+
+#[napi(object)]
+pub struct NativeBankOut {
+    pub data: Float32Array,
+    pub rows: u32,
+    pub cols: u32,
+    pub source_rows: f64,
+    pub duplicates_dropped: f64,
+    pub subsampled: bool,
+}
+
+#[napi]
+impl NativeBankBuilder {
+    /// `subsample` 0 = keep every row.
+    #[napi(constructor)]
+    pub fn new(dim: u32, subsample: u32, seed: f64, dedupe: bool) -> napi::Result<Self> {
+        let cap = if subsample == 0 { None } else { Some(subsample as usize) };
+        guarded(|| BankBuilder::new(dim as usize, cap, seed as u64, dedupe)).map(|b| NativeBankBuilder { inner: Mutex::new(Some(b)) })
+    }
+
+    #[napi]
+    pub fn append(&self, block: Float32Array, rows: u32) -> napi::Result<()> {
+        guarded(|| {
+            let mut g = self.inner.lock().map_err(|_| DbError::new(ErrorCode::Internal, "bank builder lock poisoned"))?;
+            let b = g.as_mut().ok_or_else(|| DbError::param("this bank builder is finished"))?;
+            b.append(&block, rows as usize)
+        })
+    }
+
+    #[napi]
+    pub fn finish(&self) -> napi::Result<NativeBankOut> {
+        guarded(|| {
+            let mut g = self.inner.lock().map_err(|_| DbError::new(ErrorCode::Internal, "bank builder lock poisoned"))?;
+            let b = g.take().ok_or_else(|| DbError::param("this bank builder is finished"))?;
+            let (data, s) = b.finish();
+            Ok((data, s))
+        })
+        .map(|(data, s)| NativeBankOut {
+            data: Float32Array::new(data),
+            rows: s.size as u32,
+            cols: s.dim as u32,
+            source_rows: s.source_rows as f64,
+            duplicates_dropped: s.duplicates_dropped as f64,
+            subsampled: s.subsampled,
+        })
+    }
+}
