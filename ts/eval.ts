@@ -10,7 +10,16 @@ import type { TopK } from './normalizer.js';
  * - `{ captionsPerItem: c }`: item-major contiguous captions, query i ↔ item ⌊i / c⌋ (COCO, Flickr, MSR-VTT files).
  * - `{ positives }`: an explicit list of correct items per query.
  */
-export type GroundTruth = 'diagonal' | { captionsPerItem: number } | { positives: ArrayLike<ArrayLike<number>> };
+export type GroundTruth =
+  | 'diagonal'
+  | {
+      /** Captions per item c (query i ↔ item ⌊i / c⌋). */
+      captionsPerItem: number;
+    }
+  | {
+      /** Correct gallery indices of each query. */
+      positives: ArrayLike<ArrayLike<number>>;
+    };
 
 /** How a correct item tied with other candidates is ranked (spec §5). */
 export type TieMode = 'average' | 'optimistic' | 'pessimistic';
@@ -34,7 +43,12 @@ export interface EvaluateOptions {
  */
 export interface RetrievalMetrics {
   /** R@K per requested K, as `{ k, value }` in the requested order (percent). */
-  recall: { k: number; value: number }[];
+  recall: {
+    /** The K of R@K. */
+    k: number;
+    /** R@K in percent (NaN when undetermined, e.g. K beyond top-k lists). */
+    value: number;
+  }[];
   /** Median rank (1-based). */
   MdR: number | null;
   /** Mean rank (1-based). */
@@ -63,6 +77,7 @@ export interface HubnessOptions {
 
 /** Hubness of a retrieval result (spec §6). Rates are fractions in [0, 1]. */
 export interface Hubness {
+  /** Neighbourhood size k. */
   k: number;
   /** N_k(j): how many queries have gallery item j in their top-k. */
   occurrence: Uint32Array;
@@ -72,7 +87,9 @@ export interface Hubness {
   skewness: number;
   /** The same over items with N_k > 0 (the official DBNorm code's convention). */
   skewnessNonzero: number;
+  /** Robin Hood index Σ|N_k − μ| / (2·k·n_q): the share of occurrences to move to equalise. */
   robinHood: number;
+  /** Gini coefficient of N_k. */
   gini: number;
   /** Atkinson index with ε = 0.5. */
   atkinson: number;

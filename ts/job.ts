@@ -5,7 +5,9 @@ import { native } from './native.js';
 export interface Progress {
   /** What is being worked on, e.g. `"fit:queryBank"`, `"fit:galleryBank"`, `"search"`. */
   phase: string;
+  /** Units finished. */
   done: number;
+  /** Units in this phase. */
   total: number;
 }
 

@@ -19,19 +19,25 @@ export interface SyntheticOptions {
   hubFraction?: number;
   /** How far a planted hub is pulled toward the mean query direction, 0..1 (default 0.2). */
   hubPull?: number;
-  /** Per-modality noise around each concept (default 2.0 for queries, 1.5 for the gallery; norms relative to a unit concept). */
+  /** Noise norm of a caption around its concept (default 2.0; a concept has norm 1). */
   queryNoise?: number;
+  /** Noise norm of a gallery vector around its concept (default 1.5). */
   galleryNoise?: number;
-  /** Length of the modality offset shared by all queries / all gallery items (the "modality gap", default 0.9 / 0.6). */
+  /** Length of the offset shared by all queries — the "modality gap" (default 0.9). */
   queryOffset?: number;
+  /** Length of the offset shared by all gallery items (default 0.6). */
   galleryOffset?: number;
 }
 
 /** A seeded synthetic cross-modal benchmark (see {@link syntheticBenchmark}). All matrices are unit-row `float32`. */
 export interface SyntheticBenchmark {
+  /** Test queries (captions), (gallery · captionsPerItem) × dim, item-major. */
   queries: Matrix;
+  /** Test gallery, gallery × dim. */
   gallery: Matrix;
+  /** Query bank (fresh captions), queryBank × dim. */
   queryBank: Matrix;
+  /** Gallery bank (fresh gallery vectors), galleryBank × dim. */
   galleryBank: Matrix;
   /** Query i's positive is gallery item ⌊i / captionsPerItem⌋. */
   captionsPerItem: number;
