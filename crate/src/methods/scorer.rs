@@ -47,6 +47,13 @@ pub struct Scorer {
     pub n_gallery: usize,
 }
 
+/// Queries per search tile.
+const QUERY_BLOCK: usize = 512;
+/// Gallery items per search tile.
+const GALLERY_CHUNK: usize = 1024;
+/// Query blocks per abort / progress checkpoint.
+const QUERY_BLOCK_GROUP: usize = 4;
+
 /// Per-row running state during a fused search.
 #[derive(Clone)]
 struct RowState {
@@ -221,52 +228,75 @@ impl Scorer {
     /// Fused top-k search from query embeddings (`nq × dim`, prepared for the metric) against the
     /// prepared gallery (`n_gallery × dim`). Never builds the `nq × n_gallery` matrix.
     pub fn search_embeddings(&self, queries: &[f32], nq: usize, gallery: &[f32], dim: usize, k: usize, ctl: &Control) -> Result<(Vec<u32>, Vec<f32>)> {
-        const QB: usize = 128;
-        const GC: usize = 2048;
         let ng = self.n_gallery;
-        let n_qb = nq.div_ceil(QB);
-        let n_gc = ng.div_ceil(GC);
+        let n_qb = nq.div_ceil(QUERY_BLOCK);
+        let n_gc = ng.div_ceil(GALLERY_CHUNK);
         let mut idx = vec![0u32; nq * k];
         let mut sc = vec![0f32; nq * k];
-        // Query blocks are processed in fixed groups so abort / progress are observed between groups.
-        const QB_GROUP: usize = 8;
-        for g0 in (0..n_qb).step_by(QB_GROUP) {
-            ctl.check()?;
-            let g1 = (g0 + QB_GROUP).min(n_qb);
-            let tasks: Vec<(usize, usize)> = (g0..g1).flat_map(|b| (0..n_gc).map(move |c| (b, c))).collect();
-            let partial: Vec<Vec<RowState>> = tasks
-                .par_iter()
-                .map(|&(b, c)| {
-                    let q0 = b * QB;
-                    let qb = (nq - q0).min(QB);
-                    let j0 = c * GC;
-                    let gc = (ng - j0).min(GC);
-                    let mut tile = vec![0f32; qb * gc];
-                    matmul_abt(&queries[q0 * dim..(q0 + qb) * dim], qb, &gallery[j0 * dim..(j0 + gc) * dim], gc, dim, &mut tile);
-                    (0..qb)
-                        .map(|r| {
-                            let mut st = self.new_row(k);
-                            self.fold(&mut st, &tile[r * gc..(r + 1) * gc], j0);
-                            st
-                        })
-                        .collect()
-                })
-                .collect();
-            // Merge chunk results per query block (chunk order; any order gives the same top-k).
-            for (bi, b) in (g0..g1).enumerate() {
-                let q0 = b * QB;
-                let mut rows = partial[bi * n_gc].clone();
-                for c in 1..n_gc {
-                    for (r, st) in rows.iter_mut().enumerate() {
-                        self.merge_row(st, &partial[bi * n_gc + c][r]);
+        // One (query block × gallery chunk) tile: raw similarities folded into the rows' states.
+        let tile_into = |b: usize, c: usize, rows: &mut [RowState], tile: &mut Vec<f32>| {
+            let q0 = b * QUERY_BLOCK;
+            let qb = (nq - q0).min(QUERY_BLOCK);
+            let j0 = c * GALLERY_CHUNK;
+            let gc = (ng - j0).min(GALLERY_CHUNK);
+            tile.resize(qb * gc, 0.0);
+            matmul_abt(&queries[q0 * dim..(q0 + qb) * dim], qb, &gallery[j0 * dim..(j0 + gc) * dim], gc, dim, tile);
+            for (r, st) in rows.iter_mut().enumerate() {
+                self.fold(st, &tile[r * gc..(r + 1) * gc], j0);
+            }
+        };
+        let rows_of = |b: usize| (nq - b * QUERY_BLOCK).min(QUERY_BLOCK);
+        // Tiles are the same QUERY_BLOCK × GALLERY_CHUNK shapes whichever way the work is spread, and
+        // top-k under a total order is unique, so both strategies give bit-identical results.
+        if n_qb >= 4 {
+            // Many queries: blocks in parallel, each walking the gallery chunks in order (memory:
+            // one row state per query of the block).
+            for g0 in (0..n_qb).step_by(QUERY_BLOCK_GROUP) {
+                ctl.check()?;
+                let g1 = (g0 + QUERY_BLOCK_GROUP).min(n_qb);
+                let done: Vec<Vec<RowState>> = (g0..g1)
+                    .into_par_iter()
+                    .map(|b| {
+                        let mut rows: Vec<RowState> = (0..rows_of(b)).map(|_| self.new_row(k)).collect();
+                        let mut tile = Vec::new();
+                        for c in 0..n_gc {
+                            tile_into(b, c, &mut rows, &mut tile);
+                        }
+                        rows
+                    })
+                    .collect();
+                for (b, rows) in (g0..g1).zip(done) {
+                    for (r, st) in rows.iter().enumerate() {
+                        let q = b * QUERY_BLOCK + r;
+                        self.finish_row(st, k, &mut idx[q * k..(q + 1) * k], &mut sc[q * k..(q + 1) * k]);
                     }
                 }
-                for (r, st) in rows.iter().enumerate() {
-                    let q = q0 + r;
+                ctl.progress("search", (g1 * QUERY_BLOCK).min(nq), nq);
+            }
+        } else {
+            // Few queries (online): gallery chunks in parallel, partial states merged per row.
+            for b in 0..n_qb {
+                ctl.check()?;
+                let fresh = || (0..rows_of(b)).map(|_| self.new_row(k)).collect::<Vec<RowState>>();
+                let merged = (0..n_gc)
+                    .into_par_iter()
+                    .map_init(Vec::new, |tile, c| {
+                        let mut rows = fresh();
+                        tile_into(b, c, &mut rows, tile);
+                        rows
+                    })
+                    .reduce(fresh, |mut a, bb| {
+                        for (x, y) in a.iter_mut().zip(&bb) {
+                            self.merge_row(x, y);
+                        }
+                        a
+                    });
+                for (r, st) in merged.iter().enumerate() {
+                    let q = b * QUERY_BLOCK + r;
                     self.finish_row(st, k, &mut idx[q * k..(q + 1) * k], &mut sc[q * k..(q + 1) * k]);
                 }
+                ctl.progress("search", ((b + 1) * QUERY_BLOCK).min(nq), nq);
             }
-            ctl.progress("search", (g1 * QB).min(nq), nq);
         }
         Ok((idx, sc))
     }

@@ -27,7 +27,7 @@ use crate::kernels::topk::{before, TopValues};
 /// Bank rows per streamed block.
 pub const BANK_BLOCK: usize = 1024;
 /// Gallery items per parallel tile.
-pub const GALLERY_TILE: usize = 256;
+pub const GALLERY_TILE: usize = 512;
 
 /// Which statistics to compute.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
