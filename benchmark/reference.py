@@ -26,7 +26,15 @@ active_query.npy, active_gallery.npy, column_mean.npy, occurrence.npy, and with
 
   python benchmark/reference.py --input DIR --out DIR --method dual-dis \
       --beta-query 20 --beta-gallery 1 --task all --repeats 5
+  python benchmark/reference.py --input DIR --out DIR --task e2e --method is,dual-dis ...
+  python benchmark/reference.py --input DIR --task lse --matrix gallery_bank_sims --beta-query 20
   python benchmark/reference.py --probe-gemm --m 1000 --n 1000 --d 512
+  python benchmark/reference.py --probe-bandwidth --input DIR
+
+Tasks: similarity / fit / search / all (phases timed separately), e2e (fit + similarity + search +
+evaluation, per method), lse (the log-sum-exp pass alone over a materialised matrix), online
+(latency of searching batches of queries). Timings are lists of every timed run after a warm-up;
+--measure-memory adds the fit's peak RSS above the RSS before it (the extra memory beyond inputs).
 """
 
 import argparse
@@ -98,9 +106,12 @@ def topk(x, k):
 
 def log_sum_exp_columns(p, beta):
     """L(j) = log sum_b exp(beta * P[b, j]), max-shifted, in float64."""
-    x = beta * p.astype(np.float64)
+    x = p.astype(np.float64)  # one float64 copy, then in place (no further bank-sized temporaries)
+    x *= beta
     m = x.max(axis=0)
-    return m + np.log(np.exp(x - m).sum(axis=0))
+    x -= m
+    np.exp(x, out=x)
+    return m + np.log(x.sum(axis=0))
 
 
 def activation_set(p, k):
@@ -276,15 +287,66 @@ def json_line(obj):
     return json.dumps(clean(obj), allow_nan=False)
 
 
-def timed(fn, repeats):
-    """Median wall time of `repeats` runs after one warm-up; returns (seconds, last result)."""
-    result = fn()
+def timed_all(fn, repeats, warmup=None):
+    """Wall times of `repeats` runs after one warm-up run (`warmup`, default `fn` itself);
+    returns (list of seconds, last result)."""
+    result = (warmup or fn)()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         result = fn()
         times.append(time.perf_counter() - t0)
+    return times, result
+
+
+def timed(fn, repeats, warmup=None):
+    """Median wall time of `repeats` runs after one warm-up; returns (seconds, last result)."""
+    times, result = timed_all(fn, repeats, warmup)
     return float(np.median(times)), result
+
+
+def proc_status():
+    """(VmRSS, VmHWM) in bytes from /proc/self/status, or (None, None) off Linux."""
+    try:
+        out = {}
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    key, value = line.split(":")
+                    out[key] = int(value.split()[0]) * 1024
+        return out.get("VmRSS"), out.get("VmHWM")
+    except OSError:
+        return None, None
+
+
+def reset_peak_rss():
+    """Resets the kernel's peak-RSS counter to the current RSS (Linux); False if not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def measure_memory(fn, repeats, warmup=None):
+    """Like timed_all, but also reports the peak RSS of the timed runs above the RSS before them
+    (after the warm-up), i.e. the extra memory the operation needs beyond its inputs."""
+    result = (warmup or fn)()
+    result = None
+    rss_before, _ = proc_status()
+    can_reset = reset_peak_rss()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+        if _ < repeats - 1:
+            result = None
+    _, peak = proc_status()
+    mem = {"rss_before_bytes": rss_before, "peak_bytes": peak if can_reset else None,
+           "extra_peak_bytes": (peak - rss_before) if can_reset and peak and rss_before else None}
+    return times, result, mem
 
 
 def blas_info():
@@ -309,29 +371,63 @@ def probe_gemm(args):
     rng = np.random.default_rng(args.seed)
     q = rng.standard_normal((args.m, args.d), dtype=np.float32)
     g = rng.standard_normal((args.n, args.d), dtype=np.float32)
-    seconds, _ = timed(lambda: q @ g.T, args.repeats)
+    times, _ = timed_all(lambda: q @ g.T, args.repeats)
+    seconds = float(np.median(times))
     out = {"probe": "gemm", "m": args.m, "n": args.n, "d": args.d, "repeats": args.repeats,
-           "seconds": seconds, "gflops": 2.0 * args.m * args.n * args.d / seconds / 1e9}
+           "seconds": seconds, "times": times, "gflops": 2.0 * args.m * args.n * args.d / seconds / 1e9,
+           "best_gflops": 2.0 * args.m * args.n * args.d / min(times) / 1e9}
     out.update(environment_info())
     print(json_line(out))
 
 
+def probe_bandwidth(args):
+    """Bytes/s reading an array once: numpy's a.sum() (one thread, SIMD pairwise sum) and a BLAS
+    matrix-vector product a @ ones (all BLAS threads), over the gallery of --input if given."""
+    if args.input:
+        a = load_array(args.input, "gallery", args.dim)
+    else:
+        a = np.random.default_rng(args.seed).standard_normal((args.n, args.d), dtype=np.float32)
+    ones = np.ones(a.shape[1], dtype=np.float32)
+    nbytes = a.nbytes
+    sum_times, _ = timed_all(lambda: a.sum(), args.repeats)
+    gemv_times, _ = timed_all(lambda: a @ ones, args.repeats)
+    out = {"probe": "bandwidth", "bytes": nbytes, "shape": list(a.shape), "repeats": args.repeats,
+           "sum_seconds": float(np.median(sum_times)), "sum_times": sum_times,
+           "sum_bytes_per_second": nbytes / float(np.median(sum_times)),
+           "gemv_seconds": float(np.median(gemv_times)), "gemv_times": gemv_times,
+           "gemv_bytes_per_second": nbytes / float(np.median(gemv_times))}
+    out.update(environment_info())
+    print(json_line(out))
+
+
+def warmup_slice(x, rows=2000):
+    return None if x is None else x[: min(rows, x.shape[0])]
+
+
 def run(args):
-    method = args.method
+    methods = args.method.split(",")
+    for m in methods:
+        if m not in METHODS:
+            raise ValueError(f"unknown method {m!r} (expected one of {', '.join(METHODS)})")
+    method = methods[0]
     params = {
         "beta_query": args.beta_query, "beta_gallery": args.beta_gallery, "k": args.k,
         "csls_k": args.csls_k, "nnn_k": args.nnn_k, "nnn_alpha": args.nnn_alpha,
     }
     inp = args.input
+    if args.task == "lse":
+        return run_lse(args)
     has_embeddings = any(
         os.path.exists(os.path.join(inp, "gallery" + ext)) for ext in (".npy", ".f32", ".bin"))
     mode = args.mode if args.mode != "auto" else ("embeddings" if has_embeddings else "similarities")
+    any_query_bank = any(m in NEEDS_QUERY_BANK for m in methods)
+    any_gallery_bank = any(m in NEEDS_GALLERY_BANK for m in methods)
 
     if mode == "embeddings":
         queries = load_array(inp, "queries", args.dim)
         gallery = load_array(inp, "gallery", args.dim)
-        query_bank = load_array(inp, "query_bank", args.dim, required=method in NEEDS_QUERY_BANK)
-        gallery_bank = load_array(inp, "gallery_bank", args.dim, required=method in NEEDS_GALLERY_BANK)
+        query_bank = load_array(inp, "query_bank", args.dim, required=any_query_bank)
+        gallery_bank = load_array(inp, "gallery_bank", args.dim, required=any_gallery_bank)
         d = gallery.shape[1]
         for name, arr in (("queries", queries), ("query_bank", query_bank), ("gallery_bank", gallery_bank)):
             if arr is not None and arr.shape[1] != d:
@@ -340,37 +436,75 @@ def run(args):
         mq = 0 if query_bank is None else query_bank.shape[0]
         mg = 0 if gallery_bank is None else gallery_bank.shape[0]
         compute_s = lambda: similarity(queries, gallery, args.metric)
-        compute_fit = lambda: fit_embeddings(method, gallery, query_bank, gallery_bank, params, args.metric)
+        fit_for = lambda m: (lambda: fit_embeddings(m, gallery, query_bank, gallery_bank, params, args.metric))
+        small_fit_for = lambda m: (lambda: fit_embeddings(
+            m, gallery, warmup_slice(query_bank), warmup_slice(gallery_bank), params, args.metric))
     else:
         s_given = load_array(inp, "similarities", args.gallery_count)
         ng = s_given.shape[1]
-        pq = load_array(inp, "query_bank_sims", ng, required=method in NEEDS_QUERY_BANK)
-        pg = load_array(inp, "gallery_bank_sims", ng, required=method in NEEDS_GALLERY_BANK)
+        pq = load_array(inp, "query_bank_sims", ng, required=any_query_bank)
+        pg = load_array(inp, "gallery_bank_sims", ng, required=any_gallery_bank)
         d = None
         nq = s_given.shape[0]
         mq = 0 if pq is None else pq.shape[0]
         mg = 0 if pg is None else pg.shape[0]
         compute_s = lambda: s_given
-        compute_fit = lambda: fit_from_bank_sims(method, pq, pg, params)
-    check_params(method, params, mq, mg)
+        fit_for = lambda m: (lambda: fit_from_bank_sims(m, pq, pg, params))
+        small_fit_for = lambda m: (lambda: fit_from_bank_sims(m, warmup_slice(pq), warmup_slice(pg), params))
+    for m in methods:
+        check_params(m, params, mq, mg)
+    compute_fit = fit_for(method)
+    fit_warmup = {"full": None, "small": small_fit_for(method), "none": lambda: None}[args.warmup]
 
-    tasks = {"similarity", "fit", "search"} if args.task == "all" else {args.task}
-    out = {"method": method, "task": args.task, "mode": mode, "metric": args.metric if mode == "embeddings" else None,
+    out = {"method": args.method, "task": args.task, "mode": mode, "metric": args.metric if mode == "embeddings" else None,
            "shapes": {"queries": nq, "gallery": ng, "query_bank": mq, "gallery_bank": mg, "dim": d},
-           "params": params, "topk": min(args.topk, ng), "repeats": args.repeats,
+           "params": params, "topk": min(args.topk, ng), "repeats": args.repeats, "warmup": args.warmup,
            "similarity_seconds": None, "fit_seconds": None, "search_seconds": None,
            "gflops": None, "fit_gflops": None}
     os.makedirs(args.out, exist_ok=True)
     save = lambda name, arr: np.save(os.path.join(args.out, name + ".npy"), arr)
+    c = args.captions_per_item or (nq // ng if nq % ng == 0 else None)
 
+    if args.task == "e2e":
+        # fit + similarity + search (top-k) + evaluation of the full normalised score matrix, per method
+        out["methods"] = {}
+        for m in methods:
+            fit_m = fit_for(m)
+
+            def end_to_end():
+                fitted = fit_m()
+                s = compute_s()
+                idx, _, scores = search(m, fitted, s, params, args.topk)
+                metrics = evaluate_t2v(scores, c) if c and nq == c * ng else None
+                return idx, metrics
+
+            times, (idx, metrics) = timed_all(end_to_end, args.repeats)
+            save(f"topk_{m}", idx.astype(np.uint32))
+            out["methods"][m] = {"seconds": times, "metrics": metrics}
+        out.update(environment_info())
+        print(json_line(out))
+        return
+
+    if args.task == "online":
+        run_online(args, queries, compute_fit(), method, params, out)
+        return
+
+    tasks = {"similarity", "fit", "search"} if args.task == "all" else {args.task}
     s = None
     if "similarity" in tasks:
-        out["similarity_seconds"], s = timed(compute_s, args.repeats)
+        times, s = timed_all(compute_s, args.repeats)
+        out["similarity_times"] = times
+        out["similarity_seconds"] = float(np.median(times))
         if d is not None:
             out["gflops"] = 2.0 * nq * ng * d / out["similarity_seconds"] / 1e9
     fitted = None
     if "fit" in tasks:
-        out["fit_seconds"], fitted = timed(compute_fit, args.repeats)
+        if args.measure_memory:
+            times, fitted, out["memory"] = measure_memory(compute_fit, args.repeats, fit_warmup)
+        else:
+            times, fitted = timed_all(compute_fit, args.repeats, fit_warmup)
+        out["fit_times"] = times
+        out["fit_seconds"] = float(np.median(times))
         if d is not None:
             rows = (mq if method in NEEDS_QUERY_BANK else 0) + (mg if method in NEEDS_GALLERY_BANK else 0)
             if rows:
@@ -384,15 +518,16 @@ def run(args):
     if "search" in tasks:
         if s is None:
             s = compute_s()
-        out["search_seconds"], (idx, top_scores, scores) = timed(
+        times, (idx, top_scores, scores) = timed_all(
             lambda: search(method, fitted, s, params, args.topk), args.repeats)
+        out["search_times"] = times
+        out["search_seconds"] = float(np.median(times))
         save("topk_indices", idx.astype(np.uint32))
         save("topk_scores", top_scores.astype(np.float32))
         scores32 = scores.astype(np.float32)
         occurrence, skew = hubness(scores32, args.hubness_k)
         save("occurrence", occurrence.astype(np.uint32))
         out["hubness"] = {"k": min(args.hubness_k, ng), "skewness": skew}
-        c = args.captions_per_item or (nq // ng if nq % ng == 0 else None)
         if c and nq == c * ng:
             out["metrics"] = evaluate_t2v(scores32, c)
         if args.save_matrices:
@@ -404,12 +539,90 @@ def run(args):
     print(json_line(out))
 
 
+def run_lse(args):
+    """Times the log-sum-exp pass alone: L(j) = LSE_b(beta * P[b, j]) over a materialised matrix
+    (--matrix NAME in --input), i.e. an IS fit in similarities mode."""
+    p = load_array(args.input, args.matrix)
+    beta = args.beta_query
+    if beta is None:
+        raise ValueError("--task lse needs --beta-query")
+    times, lq = timed_all(lambda: log_sum_exp_columns(p, beta), args.repeats,
+                          lambda: log_sum_exp_columns(p[: min(50, p.shape[0])], beta))
+    out = {"task": "lse", "shape": list(p.shape), "elements": int(p.size), "times": times,
+           "seconds": float(np.median(times)), "ns_per_element": float(np.median(times)) / p.size * 1e9}
+    out.update(environment_info())
+    print(json_line(out))
+
+
+def run_online(args, pool, fitted, method, params, out):
+    """Latency of searching a batch of b queries (similarity row(s), normalisation, top-k), p50/p95."""
+    gallery_n = out["shapes"]["gallery"]
+    g = prepare(load_array(args.input, "gallery", args.dim), args.metric)  # normalised once, offline
+
+    def search_batch(q):
+        s = prepare(q, args.metric) @ g.T
+        idx, _, _ = search(method, fitted, s, params, args.topk)
+        return idx
+
+    out["online"] = {}
+    for b in [int(x) for x in args.batches.split(",")]:
+        reps = max(5, int(args.online_reps * 8 / max(b, 8)))
+        starts = [(i * b) % (pool.shape[0] - b + 1) for i in range(reps + 10)]
+        for st in starts[:10]:
+            search_batch(pool[st:st + b])
+        ms = []
+        for st in starts[10:]:
+            q = pool[st:st + b]
+            t0 = time.perf_counter()
+            search_batch(q)
+            ms.append((time.perf_counter() - t0) * 1000)
+        out["online"][str(b)] = {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
+                                 "min_ms": float(min(ms)), "reps": reps}
+    # rerank of c candidate items per query: the gate (raw top-1) and CSLS's r_T need the full raw
+    # row, so the similarity row is computed in full and only the candidates are scored and sorted.
+    c = args.candidates
+
+    def candidates(i, b):
+        rows = []
+        for r in range(b):
+            x = ((i * b + r + 1) * 2654435761) % 2**32
+            rows.append((x + np.arange(c, dtype=np.int64) * 40503) % gallery_n)
+        return np.stack(rows)
+
+    def rerank_batch(q, cand):
+        s = prepare(q, args.metric) @ g.T
+        scores = normalized_scores(method, fitted, s, params)
+        sc = np.take_along_axis(scores, cand, axis=1)
+        order = np.lexsort((cand, -sc), axis=-1)[:, : args.topk]
+        return np.take_along_axis(cand, order, axis=1)
+
+    out["rerank"] = {}
+    for b in [int(x) for x in args.batches.split(",")]:
+        reps = max(5, int(args.online_reps * 8 / max(b, 8)))
+        starts = [(i * b) % (pool.shape[0] - b + 1) for i in range(reps + 10)]
+        for i, st in enumerate(starts[:10]):
+            rerank_batch(pool[st:st + b], candidates(i, b))
+        ms = []
+        for i, st in enumerate(starts[10:]):
+            q = pool[st:st + b]
+            cand = candidates(i, b)
+            t0 = time.perf_counter()
+            rerank_batch(q, cand)
+            ms.append((time.perf_counter() - t0) * 1000)
+        out["rerank"][str(b)] = {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
+                                 "min_ms": float(min(ms)), "reps": reps, "candidates": c}
+    out["gallery"] = gallery_n
+    out.update(environment_info())
+    print(json_line(out))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", help="directory with the input arrays")
     p.add_argument("--out", help="directory for the result arrays")
-    p.add_argument("--method", choices=METHODS, default="dual-dis")
-    p.add_argument("--task", choices=("fit", "search", "similarity", "all"), default="all")
+    p.add_argument("--method", default="dual-dis",
+                   help=f"one of {', '.join(METHODS)}; --task e2e takes a comma-separated list")
+    p.add_argument("--task", choices=("fit", "search", "similarity", "all", "e2e", "lse", "online"), default="all")
     p.add_argument("--mode", choices=("auto", "embeddings", "similarities"), default="auto")
     p.add_argument("--metric", choices=("cosine", "dot"), default="cosine")
     p.add_argument("--beta-query", type=float)
@@ -424,8 +637,18 @@ def main(argv=None):
     p.add_argument("--dim", type=int, help="row width of raw embedding files")
     p.add_argument("--gallery-count", type=int, help="row width of raw similarity files")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--warmup", choices=("full", "small", "none"), default="full",
+                   help="fit warm-up: a full fit, one on the first 2000 bank rows, or none")
+    p.add_argument("--measure-memory", action="store_true",
+                   help="report the fit's peak RSS above the RSS after loading the inputs (Linux)")
+    p.add_argument("--matrix", default="gallery_bank_sims", help="matrix of --task lse")
+    p.add_argument("--batches", default="1,8,64", help="batch sizes of --task online")
+    p.add_argument("--online-reps", type=int, default=200, help="single-query repetitions of --task online")
+    p.add_argument("--candidates", type=int, default=1000, help="candidates per query of the online rerank")
     p.add_argument("--save-matrices", action="store_true", help="also write similarity.npy and scores.npy")
     p.add_argument("--probe-gemm", action="store_true", help="print numpy's GEMM GFLOP/s for Q.G^T")
+    p.add_argument("--probe-bandwidth", action="store_true",
+                   help="print the bytes/s of reading the --input gallery (or an n x d array) once")
     p.add_argument("--m", type=int, default=1000)
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--d", type=int, default=512)
@@ -436,8 +659,11 @@ def main(argv=None):
     if args.probe_gemm:
         probe_gemm(args)
         return
-    if not args.input or not args.out:
-        p.error("--input and --out are required (or use --probe-gemm)")
+    if args.probe_bandwidth:
+        probe_bandwidth(args)
+        return
+    if not args.input or (not args.out and args.task != "lse"):
+        p.error("--input and --out are required (or use --probe-gemm / --probe-bandwidth)")
     try:
         run(args)
     except (ValueError, FileNotFoundError) as err:
