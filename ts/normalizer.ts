@@ -3,6 +3,7 @@ import { type GalleryBank, type QueryBank, bankMatrix } from './bank.js';
 import { type RunOptions, runJob } from './job.js';
 import { Matrix, type MatrixLike } from './matrix.js';
 import { native } from './native.js';
+import { loadNormalizer, loadNormalizerSync, saveNormalizer, saveNormalizerSync } from './persist.js';
 import type { Metric } from './similarity.js';
 
 /**
@@ -527,5 +528,39 @@ export class Normalizer {
     activeGallery?: Uint8Array;
   } {
     return this.#native.stats();
+  }
+
+  /**
+   * Saves this normaliser to `path`, off the event loop: method, parameters, fitted statistics and
+   * (embeddings mode) the prepared gallery and banks, in dbnorm's versioned binary format with a
+   * checksum. The file is written next to `path` and renamed over it, so a crash never leaves a
+   * half-written file. Load it with {@link Normalizer.load}.
+   * @throws {@link DbnormError} `ERR_IO` (the file cannot be written)
+   */
+  async save(path: string): Promise<void> {
+    await saveNormalizer(this.#native, path);
+  }
+
+  /** Synchronous {@link Normalizer.save}: blocks the event loop while writing, so use it for small normalisers. */
+  saveSync(path: string): void {
+    saveNormalizerSync(this.#native, path);
+  }
+
+  /**
+   * Loads a normaliser saved by {@link Normalizer.save}, off the event loop. Its {@link Normalizer.options},
+   * scores and search results are identical, bit for bit, to the saved normaliser's. The leak guard
+   * starts in its default `'warn'` mode.
+   * @throws {@link DbnormError} `ERR_FORMAT` (truncated, corrupted, another format version or
+   *   endianness, inconsistent contents; the message names the file), `ERR_IO` (cannot read)
+   */
+  static async load(path: string): Promise<Normalizer> {
+    const { native: n, options } = await loadNormalizer(path);
+    return new Normalizer(n, options);
+  }
+
+  /** Synchronous {@link Normalizer.load}: blocks the event loop while reading, so use it for small files. */
+  static loadSync(path: string): Normalizer {
+    const { native: n, options } = loadNormalizerSync(path);
+    return new Normalizer(n, options);
   }
 }

@@ -447,4 +447,5 @@ impl NativeNormalizer {
 mod bank;
 mod eval;
 mod npy;
+mod persist;
 mod serving;

@@ -1,0 +1,77 @@
+/**
+ * Saving and loading fitted normalisers (internal helpers behind `Normalizer.save` / `Normalizer.load`).
+ *
+ * The file is a versioned little-endian binary (layout in `crate/src/persist.rs`): a header with the
+ * format version, an endianness marker, the method and every parameter, the mode and metric, the
+ * gallery size, dimension and bank sizes, and a section table; then the prepared gallery and banks
+ * (embeddings mode), the per-gallery statistics and the per-bank-row top-k lists; then a CRC-32 of
+ * everything before it. Writes are atomic (a temporary file renamed over the target). Loading a
+ * truncated, corrupted, wrong-version or wrong-endianness file throws `ERR_FORMAT`.
+ * @internal
+ * @module
+ */
+import { awaitNative, callNative } from './errors.js';
+import { native } from './native.js';
+import type { Method, ResolvedOptions } from './normalizer.js';
+
+type NativeNormalizer = InstanceType<typeof native.NativeNormalizer>;
+type NativeParams = import('./native/index.cjs').NativeParams;
+
+/** Methods whose options carry β_q / β_g (the others resolve them to `null`, see `resolveOptions`). */
+const USES_BETA_QUERY: ReadonlySet<Method> = new Set<Method>(['is', 'dis', 'dual-is', 'dual-dis']);
+const USES_BETA_GALLERY: ReadonlySet<Method> = new Set<Method>(['dual-is', 'dual-dis']);
+
+function checkPath(path: unknown): string {
+  if (typeof path !== 'string' || path.length === 0) {
+    throw new TypeError(`path must be a non-empty string, got ${path === null ? 'null' : typeof path}`);
+  }
+  return path;
+}
+
+/** The resolved options of a normaliser, rebuilt from its stored method and parameters. @internal */
+export function optionsFromNative(p: NativeParams): ResolvedOptions {
+  const method = p.method as Method;
+  return {
+    method,
+    betaQuery: USES_BETA_QUERY.has(method) ? p.betaQuery : null,
+    betaGallery: USES_BETA_GALLERY.has(method) ? p.betaGallery : null,
+    k: p.k,
+    cslsK: p.cslsK,
+    nnnK: p.nnnK,
+    nnnAlpha: p.nnnAlpha,
+  };
+}
+
+/** A loaded native normaliser and its options. @internal */
+export interface Loaded {
+  native: NativeNormalizer;
+  options: ResolvedOptions;
+}
+
+function loaded(n: NativeNormalizer): Loaded {
+  return { native: n, options: optionsFromNative(n.fittedParams()) };
+}
+
+/** Writes `n` to `path` on the libuv thread pool. @internal */
+export async function saveNormalizer(n: NativeNormalizer, path: string): Promise<void> {
+  const p = checkPath(path);
+  await awaitNative(n.save(p));
+}
+
+/** Writes `n` to `path`, blocking the event loop. @internal */
+export function saveNormalizerSync(n: NativeNormalizer, path: string): void {
+  const p = checkPath(path);
+  callNative(() => n.saveSync(p));
+}
+
+/** Reads a saved normaliser on the libuv thread pool. @internal */
+export async function loadNormalizer(path: string): Promise<Loaded> {
+  const p = checkPath(path);
+  return loaded(await awaitNative(native.NativeNormalizer.load(p)));
+}
+
+/** Reads a saved normaliser, blocking the event loop. @internal */
+export function loadNormalizerSync(path: string): Loaded {
+  const p = checkPath(path);
+  return loaded(callNative(() => native.NativeNormalizer.loadSync(p)));
+}
