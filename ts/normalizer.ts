@@ -28,6 +28,7 @@ export const METHODS: readonly Method[] = ['none', 'is', 'dis', 'dual-is', 'dual
 
 /** Method and parameters. Unset values take the defaults of spec §2.2 (see {@link resolveOptions}). */
 export interface MethodOptions {
+  /** The normalisation method (see {@link Method}). */
   method: Method;
   /**
    * Inverse temperature β_q of the query-bank normaliser (it multiplies similarities; > 0).
@@ -49,14 +50,19 @@ export interface MethodOptions {
 
 /** Fully resolved parameters (what a fitted {@link Normalizer} uses). */
 export interface ResolvedOptions {
+  /** The method. */
   method: Method;
   /** β_q, or `null` if the method does not use it. */
   betaQuery: number | null;
   /** β_g, or `null` if the method does not use it. */
   betaGallery: number | null;
+  /** DIS / DualDIS activation-set size. */
   k: number;
+  /** CSLS neighbourhood size K. */
   cslsK: number;
+  /** NNN neighbourhood size k. */
   nnnK: number;
+  /** NNN weight α. */
   nnnAlpha: number;
 }
 
@@ -364,9 +370,9 @@ export class Normalizer {
    * `input` is query embeddings (n_q × d) in embeddings mode, or query × gallery similarities
    * (n_q × n_g) in similarity mode. Prefer {@link Normalizer.search} when only the top-k is needed.
    */
-  async scores(input: MatrixLike): Promise<Matrix> {
+  async scores(input: MatrixLike, opts?: RunOptions): Promise<Matrix> {
     const m = this.#input(input);
-    const out = await awaitNative(this.#native.scores(nm(m)));
+    const out = await runJob(opts, (job) => this.#native.scores(nm(m), job));
     return Matrix.unchecked(out, m.rows, this.#cols(m));
   }
 
@@ -521,10 +527,15 @@ export class Normalizer {
    * `topMeanQuery[j]` (CSLS r_S / NNN mean before α), and activation sets as 0/1 bytes.
    */
   stats(): {
+    /** L_q(j) per gallery item (IS, DIS, DualIS, DualDIS). */
     lseQuery?: Float64Array;
+    /** L_g(j) per gallery item (DualIS, DualDIS). */
     lseGallery?: Float64Array;
+    /** Mean of the K largest query-bank similarities per item (CSLS r_S; NNN before α). */
     topMeanQuery?: Float64Array;
+    /** 1 where the item is in the query bank's activation set (DIS, DualDIS). */
     activeQuery?: Uint8Array;
+    /** 1 where the item is in the gallery bank's activation set (DualDIS). */
     activeGallery?: Uint8Array;
   } {
     return this.#native.stats();

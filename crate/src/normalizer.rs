@@ -195,16 +195,6 @@ impl Normalizer {
         Ok(std::borrow::Cow::Borrowed(&self.scorer))
     }
 
-    /// Raw similarities of `queries` against the stored gallery (embeddings mode only).
-    fn raw_sims(&self, queries: &MatRef) -> Result<Vec<f32>> {
-        let Mode::Embeddings { metric, dim } = self.mode else { unreachable!() };
-        self.check_queries(queries, dim)?;
-        let q = prepare(*queries, metric, "queries")?;
-        let mut out = vec![0f32; queries.rows * self.n_gallery];
-        matmul_abt_par(&q, queries.rows, &self.gallery, self.n_gallery, dim, &mut out);
-        Ok(out)
-    }
-
     fn check_queries(&self, queries: &MatRef, dim: usize) -> Result<()> {
         if queries.cols != dim {
             return Err(Error::shape(format!("queries have dim {}, gallery has dim {dim}", queries.cols)));
@@ -215,14 +205,32 @@ impl Normalizer {
     /// Normalised `nq × n_gallery` scores (row-major `f32`). `input` is query embeddings (nq × d)
     /// in embeddings mode, or raw query × gallery similarities (nq × n_g) in similarity mode.
     pub fn scores(&self, input: MatRef) -> Result<(Vec<f32>, usize)> {
+        self.scores_with(input, &Control::none())
+    }
+
+    /// [`Self::scores`] observing `ctl` (abort / progress between blocks of queries).
+    pub fn scores_with(&self, input: MatRef, ctl: &Control) -> Result<(Vec<f32>, usize)> {
+        const ROWS: usize = 2048;
         match self.mode {
-            Mode::Embeddings { .. } => {
-                let raw = self.raw_sims(&input)?;
-                Ok((self.scorer.scores_from_sims(&raw, input.rows), self.n_gallery))
+            Mode::Embeddings { metric, dim } => {
+                self.check_queries(&input, dim)?;
+                let q = prepare(input, metric, "queries")?;
+                let ng = self.n_gallery;
+                let mut out = vec![0f32; input.rows * ng];
+                for (b, chunk) in out.chunks_mut(ROWS * ng.max(1)).enumerate() {
+                    ctl.check()?;
+                    let r0 = b * ROWS;
+                    let rows = chunk.len() / ng.max(1);
+                    matmul_abt_par(&q[r0 * dim..(r0 + rows) * dim], rows, &self.gallery, ng, dim, chunk);
+                    self.scorer.score_rows_in_place(chunk);
+                    ctl.progress("scores", r0 + rows, input.rows);
+                }
+                Ok((out, ng))
             }
             Mode::Similarities => {
                 input.check_finite("similarities")?;
                 let sc = self.scorer_for_sims(&input)?;
+                ctl.check()?;
                 Ok((sc.scores_from_sims(input.data, input.rows), input.cols))
             }
         }

@@ -308,13 +308,15 @@ impl Task for FitTask {
 pub struct ScoresTask {
     inner: Arc<Normalizer>,
     input: NativeMatrix,
+    job: Option<Arc<JobState>>,
 }
 
 impl Task for ScoresTask {
     type Output = (Vec<f32>, usize);
     type JsValue = Float32Array;
     fn compute(&mut self) -> napi::Result<(Vec<f32>, usize)> {
-        guarded(|| self.inner.scores(self.input.view("input")?))
+        let (inner, input) = (&self.inner, &self.input);
+        guarded(|| with_control(&self.job, |ctl| inner.scores_with(input.view("input")?, ctl)))
     }
     fn resolve(&mut self, _env: Env, out: (Vec<f32>, usize)) -> napi::Result<Float32Array> {
         Ok(Float32Array::new(out.0))
@@ -374,8 +376,8 @@ impl NativeNormalizer {
     }
 
     #[napi(ts_return_type = "Promise<Float32Array>")]
-    pub fn scores(&self, input: NativeMatrix) -> AsyncTask<ScoresTask> {
-        AsyncTask::new(ScoresTask { inner: self.snapshot(), input })
+    pub fn scores(&self, input: NativeMatrix, job: Option<&NativeJob>) -> AsyncTask<ScoresTask> {
+        AsyncTask::new(ScoresTask { inner: self.snapshot(), input, job: job_state(job) })
     }
 
     #[napi]

@@ -115,6 +115,21 @@ impl Scorer {
         }
     }
 
+    /// Replaces each raw row of `rows` (row-major, `n_gallery` wide) by its normalised scores.
+    pub fn score_rows_in_place(&self, rows: &mut [f32]) {
+        let ng = self.n_gallery;
+        if ng == 0 {
+            return;
+        }
+        rows.par_chunks_mut(ng).for_each(|row| {
+            let (t, off) = self.row_context(row);
+            let v = self.variant_of(t);
+            for (j, x) in row.iter_mut().enumerate() {
+                *x = self.score(*x, v, j, off) as f32;
+            }
+        });
+    }
+
     /// The full `nq × n_gallery` score matrix from raw similarities (row-major `f32`).
     pub fn scores_from_sims(&self, sims: &[f32], nq: usize) -> Vec<f32> {
         let ng = self.n_gallery;
