@@ -80,8 +80,8 @@ export abstract class Bank {
   readonly #matrix: Matrix;
   readonly #summary: BankSummary;
 
-  /** @internal */
-  protected constructor(matrix: Matrix, summary: BankSummary) {
+  /** @internal Use the static factories of {@link QueryBank} / {@link GalleryBank}. */
+  constructor(matrix: Matrix, summary: BankSummary) {
     this.#matrix = matrix;
     this.#summary = Object.freeze({ ...summary });
   }
@@ -114,59 +114,65 @@ export abstract class Bank {
     return this.#matrix;
   }
 
-  /** @internal */
-  protected static start(dim: number, o: BankOptions | undefined): Builder {
-    const { subsample, seed, dedupe } = checkOpts(o);
-    if (!Number.isInteger(dim) || dim < 1) throw new DbnormError('ERR_SHAPE', `bank rows have dim ${dim}`);
-    return callNative(() => new native.NativeBankBuilder(dim, subsample, seed, dedupe));
-  }
-
-  /** @internal */
-  protected static finish(b: Builder, kind: BankSummary['kind']): [Matrix, BankSummary] {
-    const out = callNative(() => b.finish());
-    const m = Matrix.unchecked(out.data, out.rows, out.cols);
-    return [m, { kind, size: out.rows, dim: out.cols, sourceRows: out.sourceRows, duplicatesDropped: out.duplicatesDropped, subsampled: out.subsampled }];
-  }
-
   /** @internal Builds from blocks, synchronously. */
   protected static collectSync(source: BankBlock | Iterable<BankBlock>, o: BankOptions | undefined, name: string, kind: BankSummary['kind']): [Matrix, BankSummary] {
-    const blocks: Iterable<BankBlock> = isBlockIterable(source) ? source : [source as BankBlock];
-    let b: Builder | undefined;
-    let dim = -1;
-    for (const raw of blocks) {
-      const m = blockOf(raw, name);
-      if (m.rows === 0) continue;
-      if (b === undefined) {
-        dim = m.cols;
-        b = Bank.start(dim, o);
-      } else if (m.cols !== dim) {
-        throw new DbnormError('ERR_SHAPE', `${name}: a block has ${m.cols} values per row, the first had ${dim}`);
-      }
-      callNative(() => b!.append(m.data, m.rows));
-    }
-    if (b === undefined) throw new DbnormError('ERR_EMPTY_BANK', `${name}: no rows given`);
-    return Bank.finish(b, kind);
+    const acc = new Accumulator(o, name);
+    for (const raw of isBlockIterable(source) ? source : [source as BankBlock]) acc.add(raw);
+    return acc.finish(kind);
   }
 
   /** @internal Builds from (async) blocks. */
   protected static async collect(source: BankSource, o: BankOptions | undefined, name: string, kind: BankSummary['kind']): Promise<[Matrix, BankSummary]> {
     if (!isAsyncIterable(source)) return Bank.collectSync(source as BankBlock | Iterable<BankBlock>, o, name, kind);
-    let b: Builder | undefined;
-    let dim = -1;
-    for await (const raw of source) {
-      const m = blockOf(raw, name);
-      if (m.rows === 0) continue;
-      if (b === undefined) {
-        dim = m.cols;
-        b = Bank.start(dim, o);
-      } else if (m.cols !== dim) {
-        throw new DbnormError('ERR_SHAPE', `${name}: a block has ${m.cols} values per row, the first had ${dim}`);
-      }
-      callNative(() => b!.append(m.data, m.rows));
-    }
-    if (b === undefined) throw new DbnormError('ERR_EMPTY_BANK', `${name}: no rows given`);
-    return Bank.finish(b, kind);
+    const acc = new Accumulator(o, name);
+    for await (const raw of source) acc.add(raw);
+    return acc.finish(kind);
   }
+}
+
+/** Feeds validated blocks of one width to a native bank builder. */
+class Accumulator {
+  #builder: Builder | undefined;
+  #dim = -1;
+
+  constructor(
+    private readonly opts: BankOptions | undefined,
+    private readonly name: string,
+  ) {}
+
+  add(raw: BankBlock): void {
+    const m = blockOf(raw, this.name);
+    if (m.rows === 0) return;
+    if (this.#builder === undefined) {
+      this.#dim = m.cols;
+      this.#builder = start(m.cols, this.opts);
+    } else if (m.cols !== this.#dim) {
+      throw new DbnormError('ERR_SHAPE', `${this.name}: a block has ${m.cols} values per row, the first had ${this.#dim}`);
+    }
+    const b = this.#builder;
+    callNative(() => b.append(m.data, m.rows));
+  }
+
+  finish(kind: BankSummary['kind']): [Matrix, BankSummary] {
+    const b = this.#builder;
+    if (b === undefined) throw new DbnormError('ERR_EMPTY_BANK', `${this.name}: no rows given`);
+    const out = callNative(() => b.finish());
+    const m = Matrix.unchecked(out.data, out.rows, out.cols);
+    return [m, { kind, size: out.rows, dim: out.cols, sourceRows: out.sourceRows, duplicatesDropped: out.duplicatesDropped, subsampled: out.subsampled }];
+  }
+}
+
+function start(dim: number, o: BankOptions | undefined): Builder {
+  const { subsample, seed, dedupe } = checkOpts(o);
+  return callNative(() => new native.NativeBankBuilder(dim, subsample, seed, dedupe));
+}
+
+/** @internal A concrete bank class, for the shared static factories. */
+type BankClass<T extends Bank> = { new (m: Matrix, s: BankSummary): T; readonly label: string };
+
+/** @internal */
+function build<T extends Bank>(cls: BankClass<T>, [m, s]: [Matrix, BankSummary]): T {
+  return new cls(m, s);
 }
 
 /**
@@ -178,27 +184,22 @@ export abstract class Bank {
  */
 export class QueryBank extends Bank {
   readonly role = 'query' as const;
-
-  private constructor(m: Matrix, s: BankSummary) {
-    super(m, s);
-  }
+  /** @internal */
+  static readonly label = 'queryBank';
 
   /** From embeddings: a matrix, an array of rows, or an (async) iterable of such blocks. */
   static async from(source: BankSource, opts?: BankOptions): Promise<QueryBank> {
-    const [m, s] = await Bank.collect(source, opts, 'queryBank', 'embeddings');
-    return new QueryBank(m, s);
+    return build(QueryBank, await Bank.collect(source, opts, QueryBank.label, 'embeddings'));
   }
 
   /** Synchronous {@link QueryBank.from} (no async iterables). */
   static fromSync(source: BankBlock | Iterable<BankBlock>, opts?: BankOptions): QueryBank {
-    const [m, s] = Bank.collectSync(source, opts, 'queryBank', 'embeddings');
-    return new QueryBank(m, s);
+    return build(QueryBank, Bank.collectSync(source, opts, QueryBank.label, 'embeddings'));
   }
 
   /** From precomputed query bank × gallery similarities (m_q × n_g; rows are bank items). */
   static fromSimilarities(sims: MatrixLike, opts?: BankOptions): QueryBank {
-    const [m, s] = Bank.collectSync(sims, opts, 'queryBankSims', 'similarities');
-    return new QueryBank(m, s);
+    return build(QueryBank, Bank.collectSync(sims, opts, `${QueryBank.label}Sims`, 'similarities'));
   }
 }
 
@@ -208,27 +209,22 @@ export class QueryBank extends Bank {
  */
 export class GalleryBank extends Bank {
   readonly role = 'gallery' as const;
-
-  private constructor(m: Matrix, s: BankSummary) {
-    super(m, s);
-  }
+  /** @internal */
+  static readonly label = 'galleryBank';
 
   /** From embeddings: a matrix, an array of rows, or an (async) iterable of such blocks. */
   static async from(source: BankSource, opts?: BankOptions): Promise<GalleryBank> {
-    const [m, s] = await Bank.collect(source, opts, 'galleryBank', 'embeddings');
-    return new GalleryBank(m, s);
+    return build(GalleryBank, await Bank.collect(source, opts, GalleryBank.label, 'embeddings'));
   }
 
   /** Synchronous {@link GalleryBank.from} (no async iterables). */
   static fromSync(source: BankBlock | Iterable<BankBlock>, opts?: BankOptions): GalleryBank {
-    const [m, s] = Bank.collectSync(source, opts, 'galleryBank', 'embeddings');
-    return new GalleryBank(m, s);
+    return build(GalleryBank, Bank.collectSync(source, opts, GalleryBank.label, 'embeddings'));
   }
 
   /** From precomputed gallery bank × gallery similarities (m_g × n_g). */
   static fromSimilarities(sims: MatrixLike, opts?: BankOptions): GalleryBank {
-    const [m, s] = Bank.collectSync(sims, opts, 'galleryBankSims', 'similarities');
-    return new GalleryBank(m, s);
+    return build(GalleryBank, Bank.collectSync(sims, opts, `${GalleryBank.label}Sims`, 'similarities'));
   }
 }
 
