@@ -560,18 +560,18 @@ export class Normalizer {
   /**
    * Loads a normaliser saved by {@link Normalizer.save}, off the event loop. Its {@link Normalizer.options},
    * scores and search results are identical, bit for bit, to the saved normaliser's. The leak guard
-   * starts in its default `'warn'` mode.
+   * mode is not stored in the file: pass `opts.leakGuard` again (default `'warn'`).
    * @throws {@link DbnormError} `ERR_FORMAT` (truncated, corrupted, another format version or
    *   endianness, inconsistent contents; the message names the file), `ERR_IO` (cannot read)
    */
-  static async load(path: string): Promise<Normalizer> {
+  static async load(path: string, opts?: Pick<FitOptions, 'leakGuard'>): Promise<Normalizer> {
     const { native: n, options } = await loadNormalizer(path);
-    return new Normalizer(n, options);
+    return new Normalizer(n, options).#withGuard(opts?.leakGuard);
   }
 
   /** Synchronous {@link Normalizer.load}: blocks the event loop while reading, so use it for small files. */
-  static loadSync(path: string): Normalizer {
+  static loadSync(path: string, opts?: Pick<FitOptions, 'leakGuard'>): Normalizer {
     const { native: n, options } = loadNormalizerSync(path);
-    return new Normalizer(n, options);
+    return new Normalizer(n, options).#withGuard(opts?.leakGuard);
   }
 }
