@@ -209,8 +209,9 @@ fn convert(dtype: NpyDtype, bytes: &[u8], out: &mut Vec<f32>) {
     }
 }
 
-/// Reads until `buf` is full or the end of the input; returns the number of bytes read.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+/// Reads until `buf` is full or the end of the input; returns the number of bytes read (shared
+/// with `persist`).
+pub(crate) fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {

@@ -48,7 +48,8 @@
 //! over the target, so a crash never leaves a half-written file at the path.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, ErrorKind, Read, Write};
+use crate::npy::read_full;
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -424,20 +425,6 @@ fn get_u64(h: &[u8], off: usize) -> u64 {
 
 fn get_f64(h: &[u8], off: usize) -> f64 {
     f64::from_le_bytes(h[off..off + 8].try_into().unwrap())
-}
-
-/// Reads until `buf` is full or the input ends; returns the bytes read.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// Validates the fixed-size prefix (magic, version, endianness) of the `got` bytes available.
