@@ -39,7 +39,7 @@ function isMatrixLike(x: unknown): x is MatrixLike {
 }
 
 function blockOf(b: BankBlock, name: string): Matrix {
-  if (isMatrixLike(b)) return Matrix.from(b, name);
+  if (isMatrixLike(b)) return Matrix.shaped(b, name);
   const rows = b as ArrayLike<ArrayLike<number>>;
   return Matrix.fromRows(rows, name);
 }
@@ -235,5 +235,5 @@ export function bankMatrix(x: MatrixLike | Bank, role: 'query' | 'gallery', kind
     if (x.kind !== kind) throw new DbnormError('ERR_PARAM', `${name}: this bank holds ${x.kind}, the fit needs ${kind}`);
     return x.matrix;
   }
-  return Matrix.from(x, name);
+  return Matrix.shaped(x, name);
 }

@@ -121,7 +121,7 @@ function input(x: MatrixLike | TopK, nGallery?: number): NIn {
     }
     return { indices: x.indices, rows: x.rows, k: x.k, nGallery };
   }
-  const m = Matrix.from(x as MatrixLike, 'scores');
+  const m = Matrix.shaped(x as MatrixLike, 'scores');
   return { scores: { data: m.data, rows: m.rows, cols: m.cols }, rows: m.rows, k: 0, nGallery: m.cols };
 }
 

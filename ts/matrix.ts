@@ -32,20 +32,7 @@ export class Matrix implements MatrixLike {
    * @throws {@link DbnormError} `ERR_SHAPE` on a length or shape mismatch, `ERR_NON_FINITE` on NaN/±Infinity
    */
   constructor(data: Float32Array, rows: number, cols: number, name = 'matrix') {
-    if (!(data instanceof Float32Array)) {
-      throw new DbnormError('ERR_SHAPE', `${name}: data must be a Float32Array, got ${describe(data)}`);
-    }
-    for (const [what, v] of [['rows', rows], ['cols', cols]] as const) {
-      if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) {
-        throw new DbnormError('ERR_SHAPE', `${name}: ${what} must be a non-negative integer, got ${String(v)}`);
-      }
-    }
-    if (data.length !== rows * cols) {
-      throw new DbnormError(
-        'ERR_SHAPE',
-        `${name}: expected rows·cols = ${rows}·${cols} = ${rows * cols} values, got ${data.length}`,
-      );
-    }
+    checkShape(data, rows, cols, name);
     for (let i = 0; i < data.length; i++) {
       const v = data[i]!;
       if (!Number.isFinite(v)) {
@@ -82,6 +69,20 @@ export class Matrix implements MatrixLike {
     return new Matrix(m.data, m.rows, m.cols, name);
   }
 
+  /**
+   * @internal Checks a {@link MatrixLike}'s shape only (O(1)) and wraps it. Finiteness is then
+   * checked by the native call that consumes it — in parallel and, for async calls, off the event
+   * loop — with the same `ERR_NON_FINITE` error.
+   */
+  static shaped(m: MatrixLike, name = 'matrix'): Matrix {
+    if (m instanceof Matrix) return m;
+    if (m === null || typeof m !== 'object') {
+      throw new DbnormError('ERR_SHAPE', `${name}: expected a matrix { data, rows, cols }, got ${describe(m)}`);
+    }
+    checkShape(m.data, m.rows, m.cols, name);
+    return Matrix.unchecked(m.data, m.rows, m.cols);
+  }
+
   /** @internal Wraps trusted native output without re-validating it. */
   static unchecked(data: Float32Array, rows: number, cols: number): Matrix {
     const m = Object.create(Matrix.prototype) as { data: Float32Array; rows: number; cols: number };
@@ -106,6 +107,20 @@ export class Matrix implements MatrixLike {
     const out: number[][] = [];
     for (let i = 0; i < this.rows; i++) out.push(Array.from(this.row(i)));
     return out;
+  }
+}
+
+function checkShape(data: unknown, rows: number, cols: number, name: string): void {
+  if (!(data instanceof Float32Array)) {
+    throw new DbnormError('ERR_SHAPE', `${name}: data must be a Float32Array, got ${describe(data)}`);
+  }
+  for (const [what, v] of [['rows', rows], ['cols', cols]] as const) {
+    if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) {
+      throw new DbnormError('ERR_SHAPE', `${name}: ${what} must be a non-negative integer, got ${String(v)}`);
+    }
+  }
+  if (data.length !== rows * cols) {
+    throw new DbnormError('ERR_SHAPE', `${name}: expected rows·cols = ${rows}·${cols} = ${rows * cols} values, got ${data.length}`);
   }
 }
 

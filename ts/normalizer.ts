@@ -213,25 +213,25 @@ function prepareFit(data: FitData, opts: MethodOptions) {
   const metric = data.metric ?? 'cosine';
   if (metric !== 'cosine' && metric !== 'dot') throw new DbnormError('ERR_PARAM', `metric must be 'cosine' or 'dot', got '${String(metric)}'`);
   const resolved = resolveOptions(opts, metric === 'cosine');
-  const gallery = Matrix.from(data.gallery, 'gallery');
+  const gallery = Matrix.shaped(data.gallery, 'gallery');
   if (gallery.rows === 0) throw new DbnormError('ERR_SHAPE', 'gallery has 0 rows (need at least one item)');
   const needs = NEEDS[resolved.method];
-  // Every given bank is validated; only the ones the method uses are passed on.
+  // Every given bank is validated (shapes here, finiteness natively); the method uses what it needs.
   const qAll = data.queryBank === undefined ? undefined : bankMatrix(data.queryBank, 'query', 'embeddings', 'queryBank');
   const gAll = data.galleryBank === undefined ? undefined : bankMatrix(data.galleryBank, 'gallery', 'embeddings', 'galleryBank');
   const queryBank = needs.query ? qAll : undefined;
   const galleryBank = needs.gallery ? gAll : undefined;
   bankCheck(resolved.method, 'query', queryBank, 'queryBank');
   bankCheck(resolved.method, 'gallery', galleryBank, 'galleryBank');
-  for (const [m, name] of [[queryBank, 'queryBank'], [galleryBank, 'galleryBank']] as const) {
-    if (m && m.cols !== gallery.cols) throw new DbnormError('ERR_SHAPE', `${name} has dim ${m.cols}, gallery has dim ${gallery.cols}`);
+  for (const [m, name] of [[qAll, 'queryBank'], [gAll, 'galleryBank']] as const) {
+    if (m && m.rows > 0 && m.cols !== gallery.cols) throw new DbnormError('ERR_SHAPE', `${name} has dim ${m.cols}, gallery has dim ${gallery.cols}`);
   }
   const input = {
     mode: 'embeddings',
     metric,
     gallery: nm(gallery),
-    queryBank: queryBank && nm(queryBank),
-    galleryBank: galleryBank && nm(galleryBank),
+    queryBank: qAll && nm(qAll),
+    galleryBank: gAll && nm(gAll),
   };
   return { input, resolved };
 }
@@ -251,7 +251,7 @@ function prepareFitSims(data: FitSimilaritiesData, opts: MethodOptions) {
   }
   let galleryCount: number | undefined;
   if (data.galleryCount !== undefined) galleryCount = checkInt('galleryCount', data.galleryCount, 1);
-  const input = { mode: 'similarities', queryBankSims: q && nm(q), galleryBankSims: g && nm(g), galleryCount };
+  const input = { mode: 'similarities', queryBankSims: qAll && nm(qAll), galleryBankSims: gAll && nm(gAll), galleryCount };
   return { input, resolved };
 }
 
@@ -350,7 +350,7 @@ export class Normalizer {
   }
 
   #input(input: MatrixLike): Matrix {
-    const m = Matrix.from(input, this.mode === 'embeddings' ? 'queries' : 'similarities');
+    const m = Matrix.shaped(input, this.mode === 'embeddings' ? 'queries' : 'similarities');
     if (this.mode === 'embeddings' && m.cols !== this.dim) {
       throw new DbnormError('ERR_SHAPE', `queries have dim ${m.cols}, gallery has dim ${this.dim}`);
     }
@@ -424,18 +424,18 @@ export class Normalizer {
 
   #addInput(items: MatrixLike | AddGallerySimilarities): import('./native/index.cjs').NativeAddInput {
     if (this.mode === 'embeddings') {
-      const m = Matrix.from(items as MatrixLike, 'items');
+      const m = Matrix.shaped(items as MatrixLike, 'items');
       if (m.cols !== this.dim) throw new DbnormError('ERR_SHAPE', `new gallery items have dim ${m.cols}, gallery has dim ${this.dim}`);
       return { items: nm(m) };
     }
     const s = items as AddGallerySimilarities;
-    const q = s.queryBankSims === undefined ? undefined : Matrix.from(s.queryBankSims, 'queryBankSims');
-    const g = s.galleryBankSims === undefined ? undefined : Matrix.from(s.galleryBankSims, 'galleryBankSims');
+    const q = s.queryBankSims === undefined ? undefined : Matrix.shaped(s.queryBankSims, 'queryBankSims');
+    const g = s.galleryBankSims === undefined ? undefined : Matrix.shaped(s.galleryBankSims, 'galleryBankSims');
     return { queryBankSims: q && nm(q), galleryBankSims: g && nm(g), count: s.count };
   }
 
   #rerankInput(input: MatrixLike, candidates: Uint32Array | ArrayLike<ArrayLike<number>>): [Matrix, Uint32Array, number] {
-    const m = Matrix.from(input, this.mode === 'embeddings' ? 'queries' : 'candidateSims');
+    const m = Matrix.shaped(input, this.mode === 'embeddings' ? 'queries' : 'candidateSims');
     let ids: Uint32Array;
     let c: number;
     if (candidates instanceof Uint32Array) {

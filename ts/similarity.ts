@@ -12,8 +12,8 @@ export interface SimilarityOptions {
 }
 
 function check(a: MatrixLike, b: MatrixLike, opts?: SimilarityOptions): [Matrix, Matrix, Metric] {
-  const ma = Matrix.from(a, 'a');
-  const mb = Matrix.from(b, 'b');
+  const ma = Matrix.shaped(a, 'a');
+  const mb = Matrix.shaped(b, 'b');
   if (ma.cols !== mb.cols) {
     throw new DbnormError('ERR_SHAPE', `a has dim ${ma.cols}, b has dim ${mb.cols} (they must agree)`);
   }

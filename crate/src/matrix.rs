@@ -31,7 +31,10 @@ impl<'a> MatRef<'a> {
 
     /// Errors with `ERR_NON_FINITE` naming the first NaN/±Inf entry.
     pub fn check_finite(&self, name: &str) -> Result<()> {
-        if let Some(i) = self.data.iter().position(|v| !v.is_finite()) {
+        use rayon::prelude::*;
+        const CHUNK: usize = 1 << 16;
+        let bad_chunk = self.data.par_chunks(CHUNK).position_first(|c| c.iter().any(|v| !v.is_finite()));
+        if let Some(i) = bad_chunk.and_then(|c| self.data[c * CHUNK..].iter().position(|v| !v.is_finite()).map(|i| c * CHUNK + i)) {
             let (r, c) = (i / self.cols.max(1), i % self.cols.max(1));
             return Err(Error::non_finite(format!("{name}: value at row {r}, column {c} is {} (must be finite)", self.data[i])));
         }

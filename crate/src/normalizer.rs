@@ -88,6 +88,15 @@ impl Normalizer {
         if gallery.cols == 0 {
             return Err(Error::shape("gallery has dim 0"));
         }
+        // A bank the method does not use is still validated (dims, finiteness), then ignored.
+        for (b, name) in [(query_bank, "queryBank"), (gallery_bank, "galleryBank")] {
+            if let Some(b) = b {
+                if b.rows > 0 && b.cols != gallery.cols {
+                    return Err(Error::shape(format!("{name} has dim {}, gallery has dim {}", b.cols, gallery.cols)));
+                }
+                b.check_finite(name)?;
+            }
+        }
         let qb = check_bank(method, query_bank, rq.is_some(), "queryBank", "query-modality embeddings, e.g. training captions")?;
         let gb = check_bank(method, gallery_bank, rg.is_some(), "galleryBank", "gallery-modality embeddings, e.g. training images")?;
         for (b, name) in [(qb, "queryBank"), (gb, "galleryBank")] {
@@ -98,12 +107,6 @@ impl Normalizer {
             }
         }
         gallery.check_finite("gallery")?;
-        if let Some(b) = qb {
-            b.check_finite("queryBank")?;
-        }
-        if let Some(b) = gb {
-            b.check_finite("galleryBank")?;
-        }
         let g = prepare(gallery, metric, "gallery")?.into_owned();
         let qbv = qb.map(|b| prepare(b, metric, "queryBank").map(|c| c.into_owned())).transpose()?.unwrap_or_default();
         let gbv = gb.map(|b| prepare(b, metric, "galleryBank").map(|c| c.into_owned())).transpose()?.unwrap_or_default();
@@ -138,6 +141,11 @@ impl Normalizer {
     pub fn fit_similarities(method: Method, params: Params, query_bank_sims: Option<MatRef>, gallery_bank_sims: Option<MatRef>, gallery_count: Option<usize>, ctl: &Control) -> Result<Normalizer> {
         params.validate(method)?;
         let (rq, rg) = method.requests(&params);
+        for (m, name) in [(query_bank_sims, "queryBankSims"), (gallery_bank_sims, "galleryBankSims")] {
+            if let Some(m) = m {
+                m.check_finite(name)?;
+            }
+        }
         let qs_in = check_bank(method, query_bank_sims, rq.is_some(), "queryBankSims", "query bank × gallery similarities")?;
         let gs_in = check_bank(method, gallery_bank_sims, rg.is_some(), "galleryBankSims", "gallery bank × gallery similarities")?;
         let mut n: Option<usize> = gallery_count;
@@ -149,7 +157,6 @@ impl Normalizer {
                     }
                     _ => n = Some(m.cols),
                 }
-                m.check_finite(name)?;
             }
         }
         let n = n.unwrap_or(0);
@@ -534,6 +541,7 @@ impl Normalizer {
         if self.query_bank.is_empty() || queries.cols != dim {
             return Ok(0);
         }
+        queries.check_finite("queries")?;
         let q = prepare(queries, metric, "queries")?;
         let index = self.bank_index.get_or_init(|| crate::rows::RowIndex::new(&self.query_bank, dim));
         Ok(index.count_in(&self.query_bank, &q))

@@ -22,8 +22,34 @@ fn to_napi(e: DbError) -> napi::Error {
     napi::Error::new(Status::GenericFailure, e.to_string())
 }
 
+/// Builds rayon's global pool once, with workers at a lower scheduling priority (nice +10 on Linux).
+///
+/// The workers saturate every core during a fit; at equal priority the kernel then delays the Node
+/// main thread by whole time slices (tens of ms of event-loop lag). At nice +10 the main thread wins
+/// the CPU whenever it is runnable, and on an otherwise idle machine the workers lose nothing.
+fn ensure_pool() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        // Fails only if a pool was already built (e.g. by an embedder): then keep theirs.
+        let _ = rayon::ThreadPoolBuilder::new().thread_name(|i| format!("dbnorm-{i}")).start_handler(|_| lower_priority()).build_global();
+    });
+}
+
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    // SAFETY: plain syscalls on the calling thread; with PRIO_PROCESS a thread id selects one thread.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
+
 /// Runs `f`, converting a panic into `ERR_INTERNAL`.
 pub(crate) fn guarded<T>(f: impl FnOnce() -> crate::Result<T>) -> napi::Result<T> {
+    ensure_pool();
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r.map_err(to_napi),
         Err(p) => {
