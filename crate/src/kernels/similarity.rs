@@ -35,10 +35,20 @@ impl Metric {
     }
 }
 
-/// Rows of the output computed per tile, and columns per tile. Fixed (never derived from the thread
-/// count) so that results are bit-identical on any machine size.
-pub const TILE_ROWS: usize = 256;
+/// Largest tile of the output: rows × columns. Tile shapes depend only on the matrix shape (never on
+/// the thread count), so results are bit-identical on any machine size.
+pub const TILE_ROWS: usize = 512;
 pub const TILE_COLS: usize = 1024;
+
+/// Tile rows for an `m`-row output: at most [`TILE_ROWS`], and small outputs are cut in two so that
+/// two cores share them (multiples of 16 keep the GEMM micro-kernels on their fast path).
+fn tile_rows(m: usize) -> usize {
+    if m >= 2 * TILE_ROWS {
+        TILE_ROWS
+    } else {
+        (m.div_ceil(2).div_ceil(16) * 16).clamp(16, TILE_ROWS)
+    }
+}
 
 /// Returns `m`'s rows L2-normalised (a new buffer) under cosine, or `m` itself under dot.
 /// Norms are accumulated in `f64`. A zero row under cosine is an `ERR_NON_FINITE` error naming `name`.
@@ -89,11 +99,26 @@ pub fn similarity(a: MatRef, b: MatRef, metric: Metric) -> Result<Vec<f32>> {
     }
     a.check_finite("a")?;
     b.check_finite("b")?;
-    let pa = prepare(a, metric, "a")?;
-    let pb = prepare(b, metric, "b")?;
     let mut out = vec![0f32; a.rows * b.rows];
-    matmul_abt_par(&pa, a.rows, &pb, b.rows, a.cols, &mut out);
+    match metric {
+        Metric::Dot => matmul_abt_par_scaled(a.data, a.rows, b.data, b.rows, a.cols, &mut out, None),
+        Metric::Cosine => {
+            // Raw products scaled by 1/(|a_i|·|b_j|) inside each tile (while it is in cache): no
+            // normalised copies of the inputs.
+            let (ia, ib) = (inverse_norms(a, "a")?, inverse_norms(b, "b")?);
+            matmul_abt_par_scaled(a.data, a.rows, b.data, b.rows, a.cols, &mut out, Some((&ia, &ib)));
+        }
+    }
     Ok(out)
+}
+
+/// `1/|row|` for every row (f64 accumulation, rounded to f32); a zero row is `ERR_NON_FINITE`.
+fn inverse_norms(m: MatRef, name: &str) -> Result<Vec<f32>> {
+    let inv: Vec<f64> = (0..m.rows).into_par_iter().map(|r| 1.0 / m.row(r).iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt()).collect();
+    if let Some(r) = inv.iter().position(|v| !v.is_finite()) {
+        return Err(Error::non_finite(format!("{name}: row {r} has zero norm (cosine similarity is undefined)")));
+    }
+    Ok(inv.into_iter().map(|v| v as f32).collect())
 }
 
 /// Scalar reference for [`similarity`] (f64 norms and f64 dot products).
@@ -123,17 +148,30 @@ unsafe impl Sync for SendPtr {}
 
 /// Multi-threaded `out (m×n) = a (m×d) · b (n×d)ᵀ` over fixed [`TILE_ROWS`]×[`TILE_COLS`] tiles.
 pub fn matmul_abt_par(a: &[f32], m: usize, b: &[f32], n: usize, d: usize, out: &mut [f32]) {
+    matmul_abt_par_scaled(a, m, b, n, d, out, None)
+}
+
+/// [`matmul_abt_par`], optionally multiplying element (i, j) by `sa[i]·sb[j]` inside each tile.
+fn matmul_abt_par_scaled(a: &[f32], m: usize, b: &[f32], n: usize, d: usize, out: &mut [f32], scale: Option<(&[f32], &[f32])>) {
     assert!(out.len() >= m * n);
-    let tiles: Vec<(usize, usize)> = (0..m.div_ceil(TILE_ROWS))
-        .flat_map(|ib| (0..n.div_ceil(TILE_COLS)).map(move |jb| (ib * TILE_ROWS, jb * TILE_COLS)))
-        .collect();
+    let tr = tile_rows(m);
+    let tiles: Vec<(usize, usize)> = (0..m.div_ceil(tr)).flat_map(|ib| (0..n.div_ceil(TILE_COLS)).map(move |jb| (ib * tr, jb * TILE_COLS))).collect();
     let base = SendPtr(out.as_mut_ptr());
     tiles.par_iter().for_each(|&(i0, j0)| {
         let base = &base;
-        let (tm, tn) = ((m - i0).min(TILE_ROWS), (n - j0).min(TILE_COLS));
+        let (tm, tn) = ((m - i0).min(tr), (n - j0).min(TILE_COLS));
         // SAFETY: tiles are disjoint and lie inside `out` (m rows of stride n).
         unsafe {
             matmul_abt_strided(&a[i0 * d..(i0 + tm) * d], tm, &b[j0 * d..(j0 + tn) * d], tn, d, base.0.add(i0 * n + j0), n);
+            if let Some((sa, sb)) = scale {
+                for i in 0..tm {
+                    let row = std::slice::from_raw_parts_mut(base.0.add((i0 + i) * n + j0), tn);
+                    let si = sa[i0 + i];
+                    for (x, &sj) in row.iter_mut().zip(&sb[j0..j0 + tn]) {
+                        *x *= si * sj;
+                    }
+                }
+            }
         }
     });
 }
