@@ -68,3 +68,17 @@ describe('QueryBank / GalleryBank', () => {
     );
   });
 });
+
+describe('bank building off the event loop', () => {
+  it('reports progress to the total and honours an aborted signal', async () => {
+    const src = randomMatrix(3000, D, 11);
+    async function* blocks() {
+      for (let r = 0; r < 3000; r += 500) yield { data: src.data.slice(r * D, (r + 500) * D), rows: 500, cols: D };
+    }
+    const seen: { done: number; total: number }[] = [];
+    const bank = await QueryBank.from(blocks(), { dedupe: true, onProgress: (p) => seen.push(p) });
+    expect(bank.size).toBe(3000);
+    expect(seen[seen.length - 1]).toMatchObject({ done: 3000, total: 3000 });
+    await expect(QueryBank.from(blocks(), { signal: AbortSignal.abort() })).rejects.toMatchObject({ code: 'ERR_ABORTED' });
+  });
+});

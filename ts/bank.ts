@@ -1,8 +1,9 @@
-import { DbnormError, callNative } from './errors.js';
+import { DbnormError, awaitNative, callNative } from './errors.js';
+import type { RunOptions } from './job.js';
 import { Matrix, type MatrixLike } from './matrix.js';
 import { native } from './native.js';
 
-/** Options for building a bank. */
+/** Options for building a bank. {@link QueryBank.from} / {@link GalleryBank.from} also take `signal` (checked between blocks) and `onProgress` (rows consumed, phase `"bank"`, at most every ~50 ms and once at the end; `total` is 0 while a stream's length is unknown). */
 export interface BankOptions {
   /** Keep at most this many rows, chosen uniformly at random (seeded reservoir sampling). Bank size is the main knob of QB-Norm/DBNorm experiments. */
   subsample?: number;
@@ -121,12 +122,29 @@ export abstract class Bank {
     return acc.finish(kind);
   }
 
-  /** @internal Builds from (async) blocks. */
-  protected static async collect(source: BankSource, o: BankOptions | undefined, name: string, kind: BankSummary['kind']): Promise<[Matrix, BankSummary]> {
-    if (!isAsyncIterable(source)) return Bank.collectSync(source as BankBlock | Iterable<BankBlock>, o, name, kind);
+  /** @internal Builds from (async) blocks; each block is copied / hashed off the event loop. */
+  protected static async collect(source: BankSource, o: (BankOptions & RunOptions) | undefined, name: string, kind: BankSummary['kind']): Promise<[Matrix, BankSummary]> {
     const acc = new Accumulator(o, name);
-    for await (const raw of source) acc.add(raw);
-    return acc.finish(kind);
+    const blocks: Iterable<BankBlock> | AsyncIterable<BankBlock> = isAsyncIterable(source)
+      ? source
+      : isBlockIterable(source)
+        ? source
+        : [source as BankBlock];
+    const total = isMatrixLike(source) ? source.rows : 0;
+    let done = 0;
+    let last = 0;
+    for await (const raw of blocks) {
+      if (o?.signal?.aborted) throw new DbnormError('ERR_ABORTED', `${name}: building the bank was aborted`);
+      done += await acc.addAsync(raw);
+      const now = performance.now();
+      if (o?.onProgress && now - last >= 50) {
+        last = now;
+        o.onProgress({ phase: 'bank', done, total });
+      }
+    }
+    const out = acc.finish(kind);
+    o?.onProgress?.({ phase: 'bank', done, total: done });
+    return out;
   }
 }
 
@@ -140,17 +158,29 @@ class Accumulator {
     private readonly name: string,
   ) {}
 
-  add(raw: BankBlock): void {
+  #accept(raw: BankBlock): [Builder, Matrix] | undefined {
     const m = blockOf(raw, this.name);
-    if (m.rows === 0) return;
+    if (m.rows === 0) return undefined;
     if (this.#builder === undefined) {
       this.#dim = m.cols;
       this.#builder = start(m.cols, this.opts);
     } else if (m.cols !== this.#dim) {
       throw new DbnormError('ERR_SHAPE', `${this.name}: a block has ${m.cols} values per row, the first had ${this.#dim}`);
     }
-    const b = this.#builder;
-    callNative(() => b.append(m.data, m.rows));
+    return [this.#builder, m];
+  }
+
+  add(raw: BankBlock): void {
+    const r = this.#accept(raw);
+    if (r) callNative(() => r[0].appendSync(r[1].data, r[1].rows));
+  }
+
+  /** Appends off the event loop; returns the rows offered. */
+  async addAsync(raw: BankBlock): Promise<number> {
+    const r = this.#accept(raw);
+    if (!r) return 0;
+    await awaitNative(r[0].append(r[1].data, r[1].rows));
+    return r[1].rows;
   }
 
   finish(kind: BankSummary['kind']): [Matrix, BankSummary] {
@@ -188,7 +218,7 @@ export class QueryBank extends Bank {
   static readonly label = 'queryBank';
 
   /** From embeddings: a matrix, an array of rows, or an (async) iterable of such blocks. */
-  static async from(source: BankSource, opts?: BankOptions): Promise<QueryBank> {
+  static async from(source: BankSource, opts?: BankOptions & RunOptions): Promise<QueryBank> {
     return build(QueryBank, await Bank.collect(source, opts, QueryBank.label, 'embeddings'));
   }
 
@@ -213,7 +243,7 @@ export class GalleryBank extends Bank {
   static readonly label = 'galleryBank';
 
   /** From embeddings: a matrix, an array of rows, or an (async) iterable of such blocks. */
-  static async from(source: BankSource, opts?: BankOptions): Promise<GalleryBank> {
+  static async from(source: BankSource, opts?: BankOptions & RunOptions): Promise<GalleryBank> {
     return build(GalleryBank, await Bank.collect(source, opts, GalleryBank.label, 'embeddings'));
   }
 

@@ -1,4 +1,5 @@
 import { DbnormError, awaitNative, callNative } from './errors.js';
+import type { RunOptions } from './job.js';
 import { Matrix, type MatrixLike } from './matrix.js';
 import { native } from './native.js';
 import type { TopK } from './normalizer.js';
@@ -220,9 +221,23 @@ function hubOut(h: import('./native/index.cjs').NativeHubness): Hubness {
  * With top-k input, R@K is exact for K ≤ k and NaN beyond; MdR/MnR/mAP are `null` unless determined
  * by the lists. `v2t` needs the full score matrix.
  */
-export async function evaluate(scores: MatrixLike | TopK, groundTruth?: GroundTruth, opts?: EvaluateOptions & { galleryCount?: number }): Promise<RetrievalMetrics> {
+export async function evaluate(scores: MatrixLike | TopK, groundTruth?: GroundTruth, opts?: EvaluateOptions & { galleryCount?: number } & RunOptions): Promise<RetrievalMetrics> {
   const i = input(scores, opts?.galleryCount);
-  return retrievalOut(await awaitNative(native.evaluate(i, gtOf(groundTruth), optsOf(opts))));
+  return retrievalOut(await oneBlock(opts, 'evaluate', i.rows, () => native.evaluate(i, gtOf(groundTruth), optsOf(opts))));
+}
+
+/**
+ * Runs a one-pass native evaluation off the event loop with {@link RunOptions}: it is a single block
+ * (milliseconds for COCO-sized inputs), so the signal is checked before it starts and an abort while
+ * it runs rejects when it ends; progress is reported once, at the end.
+ */
+async function oneBlock<T>(opts: RunOptions | undefined, phase: string, total: number, run: () => Promise<T>): Promise<T> {
+  const aborted = (): DbnormError => new DbnormError('ERR_ABORTED', `${phase} was aborted`);
+  if (opts?.signal?.aborted) throw aborted();
+  const out = await awaitNative(run());
+  if (opts?.signal?.aborted) throw aborted();
+  opts?.onProgress?.({ phase, done: total, total });
+  return out;
 }
 
 /** Synchronous {@link evaluate}: blocks the event loop, so use it for small inputs only. */
@@ -235,9 +250,10 @@ export function evaluateSync(scores: MatrixLike | TopK, groundTruth?: GroundTrut
  * Hubness of a score matrix (top-k per row, ties by lower index) or of top-k lists (pass
  * `galleryCount`; lists longer than `k` are cut to their first k).
  */
-export async function hubness(scores: MatrixLike | TopK, opts?: HubnessOptions & { galleryCount?: number }): Promise<Hubness> {
+export async function hubness(scores: MatrixLike | TopK, opts?: HubnessOptions & { galleryCount?: number } & RunOptions): Promise<Hubness> {
   const o = hubOpts(opts);
-  return hubOut(await awaitNative(native.hubness(hubInput(scores, o.k, opts?.galleryCount), o)));
+  const i = hubInput(scores, o.k, opts?.galleryCount);
+  return hubOut(await oneBlock(opts, 'hubness', i.rows, () => native.hubness(i, o)));
 }
 
 /** Synchronous {@link hubness}: small inputs only. */

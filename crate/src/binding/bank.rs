@@ -1,6 +1,6 @@
 //! napi glue for [`crate::bank::BankBuilder`].
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -12,7 +12,31 @@ use crate::error::{Error as DbError, ErrorCode};
 /// Builds a bank from row blocks in native memory.
 #[napi]
 pub struct NativeBankBuilder {
-    inner: Mutex<Option<BankBuilder>>,
+    inner: Arc<Mutex<Option<BankBuilder>>>,
+}
+
+fn append_impl(inner: &Mutex<Option<BankBuilder>>, block: &[f32], rows: u32) -> crate::Result<()> {
+    let mut g = inner.lock().map_err(|_| DbError::new(ErrorCode::Internal, "bank builder lock poisoned"))?;
+    let b = g.as_mut().ok_or_else(|| DbError::param("this bank builder is finished"))?;
+    b.append(block, rows as usize)
+}
+
+/// Appends one block on the thread pool (hashing for de-duplication and copying are O(block)).
+pub struct AppendTask {
+    inner: Arc<Mutex<Option<BankBuilder>>>,
+    block: Float32Array,
+    rows: u32,
+}
+
+impl Task for AppendTask {
+    type Output = ();
+    type JsValue = ();
+    fn compute(&mut self) -> napi::Result<()> {
+        guarded(|| append_impl(&self.inner, &self.block, self.rows))
+    }
+    fn resolve(&mut self, _env: Env, _out: ()) -> napi::Result<()> {
+        Ok(())
+    }
 }
 
 #[napi(object)]
@@ -31,16 +55,18 @@ impl NativeBankBuilder {
     #[napi(constructor)]
     pub fn new(dim: u32, subsample: u32, seed: f64, dedupe: bool) -> napi::Result<Self> {
         let cap = if subsample == 0 { None } else { Some(subsample as usize) };
-        guarded(|| BankBuilder::new(dim as usize, cap, seed as u64, dedupe)).map(|b| NativeBankBuilder { inner: Mutex::new(Some(b)) })
+        guarded(|| BankBuilder::new(dim as usize, cap, seed as u64, dedupe)).map(|b| NativeBankBuilder { inner: Arc::new(Mutex::new(Some(b))) })
     }
 
     #[napi]
-    pub fn append(&self, block: Float32Array, rows: u32) -> napi::Result<()> {
-        guarded(|| {
-            let mut g = self.inner.lock().map_err(|_| DbError::new(ErrorCode::Internal, "bank builder lock poisoned"))?;
-            let b = g.as_mut().ok_or_else(|| DbError::param("this bank builder is finished"))?;
-            b.append(&block, rows as usize)
-        })
+    pub fn append_sync(&self, block: Float32Array, rows: u32) -> napi::Result<()> {
+        guarded(|| append_impl(&self.inner, &block, rows))
+    }
+
+    /// Appends off the event loop (blocks are applied in call order when awaited in turn).
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn append(&self, block: Float32Array, rows: u32) -> AsyncTask<AppendTask> {
+        AsyncTask::new(AppendTask { inner: self.inner.clone(), block, rows })
     }
 
     #[napi]
