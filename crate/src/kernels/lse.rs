@@ -166,6 +166,55 @@ pub fn max_f32(xs: &[f32]) -> f32 {
     mx
 }
 
+/// The loop every variant compiles: `acc[j] += exp(β·x_j − shift_j)` (column-wise accumulation,
+/// one lane per column). Requires `β·x_j − shift_j ≤ 0` for accuracy.
+#[inline(always)]
+fn add_exp_shifted_body(xs: &[f32], beta: f64, shifts: &[f64], acc: &mut [f64]) {
+    for ((a, &x), &s) in acc.iter_mut().zip(xs).zip(shifts) {
+        *a += exp_nonpos(beta * x as f64 - s);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl")]
+unsafe fn add_exp_shifted_avx512(xs: &[f32], beta: f64, shifts: &[f64], acc: &mut [f64]) {
+    add_exp_shifted_body(xs, beta, shifts, acc)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn add_exp_shifted_avx2(xs: &[f32], beta: f64, shifts: &[f64], acc: &mut [f64]) {
+    add_exp_shifted_body(xs, beta, shifts, acc)
+}
+
+impl Variant {
+    /// `acc[j] += exp(β·x_j − shift_j)` for every j, with this variant.
+    pub fn add_exp_shifted(self, xs: &[f32], beta: f64, shifts: &[f64], acc: &mut [f64]) {
+        assert!(xs.len() == shifts.len() && xs.len() == acc.len());
+        match self {
+            // SAFETY: `available()` only lists variants whose features the CPU reports.
+            #[cfg(target_arch = "x86_64")]
+            Variant::Avx512 => unsafe { add_exp_shifted_avx512(xs, beta, shifts, acc) },
+            #[cfg(target_arch = "x86_64")]
+            Variant::Avx2 => unsafe { add_exp_shifted_avx2(xs, beta, shifts, acc) },
+            _ => add_exp_shifted_body(xs, beta, shifts, acc),
+        }
+    }
+}
+
+/// `acc[j] += exp(β·x_j − shift_j)` with the detected variant (column-wise log-sum-exp).
+#[inline]
+pub fn add_exp_shifted(xs: &[f32], beta: f64, shifts: &[f64], acc: &mut [f64]) {
+    Variant::detect().add_exp_shifted(xs, beta, shifts, acc)
+}
+
+/// Scalar reference for [`add_exp_shifted`].
+pub fn add_exp_shifted_reference(xs: &[f32], beta: f64, shifts: &[f64], acc: &mut [f64]) {
+    for j in 0..xs.len() {
+        acc[j] += (beta * xs[j] as f64 - shifts[j]).exp();
+    }
+}
+
 /// Running log-sum-exp state of one column: value = `m + ln z`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LseState {
@@ -257,6 +306,24 @@ mod tests {
                 let got = v.sum_exp_shifted(&xs, beta, shift);
                 assert!((got - want).abs() <= 1e-14 * want.max(1e-300), "{v:?} len {len}: {got} vs {want}");
                 assert_eq!(got.to_bits(), first.to_bits(), "{v:?} differs from {:?} at len {len}", variants[0]);
+            }
+        }
+    }
+
+    #[test]
+    fn column_wise_variants_match_reference_over_tail_lengths() {
+        for len in 0..=40usize {
+            let xs: Vec<f32> = (0..len).map(|i| ((i * 29 % 17) as f32 - 8.0) / 5.0).collect();
+            let beta = 2.5;
+            let shifts: Vec<f64> = xs.iter().map(|&x| beta * x as f64 + (len % 3) as f64).collect();
+            let mut want = vec![0.5f64; len];
+            add_exp_shifted_reference(&xs, beta, &shifts, &mut want);
+            for v in Variant::available() {
+                let mut got = vec![0.5f64; len];
+                v.add_exp_shifted(&xs, beta, &shifts, &mut got);
+                for (g, w) in got.iter().zip(&want) {
+                    assert!((g - w).abs() <= 1e-15 * w, "{v:?} len {len}: {g} vs {w}");
+                }
             }
         }
     }

@@ -142,6 +142,16 @@ impl TopValues {
         }
     }
 
+    /// The value a candidate must exceed to enter: the smallest kept value once full, else `-∞`.
+    #[inline(always)]
+    pub fn threshold(&self) -> f32 {
+        if self.k > 0 && self.vals.len() == self.k {
+            self.vals[self.k - 1]
+        } else {
+            f32::NEG_INFINITY
+        }
+    }
+
     /// The kept values, largest first (fewer than `k` if fewer were offered).
     pub fn values(&self) -> &[f32] {
         &self.vals

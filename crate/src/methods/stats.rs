@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use crate::control::Control;
 use crate::error::Result;
 use crate::kernels::gemm::matmul_abt;
-use crate::kernels::lse::LseState;
+use crate::kernels::lse::{add_exp_shifted, exp_nonpos, LseState};
 use crate::kernels::similarity::{normalize_rows_in_place, Metric};
 use crate::kernels::topk::{before, TopValues};
 
@@ -177,7 +177,7 @@ pub fn bank_stats(source: Source, m: usize, n: usize, req: StatsRequest, ctl: &C
         let work = |t: usize, lse_tile: &mut [LseState], topv_tile: &mut [TopValues]| -> Option<ColumnTopK> {
             let j0 = t * GALLERY_TILE;
             let gt = (n - j0).min(GALLERY_TILE);
-            let mut tile = vec![0f32; gt * bb];
+            let mut tile = if matches!(source, Source::Sims { .. }) { Vec::new() } else { vec![0f32; gt * bb] };
             match &source {
                 Source::Embeddings { bank, gallery, dim, .. } => {
                     let blockv: &[f32] = match &block_owned {
@@ -187,12 +187,9 @@ pub fn bank_stats(source: Source, m: usize, n: usize, req: StatsRequest, ctl: &C
                     matmul_abt(&gallery[j0 * dim..(j0 + gt) * dim], gt, blockv, bb, *dim, &mut tile);
                 }
                 Source::Sims { sims } => {
-                    for r in 0..bb {
-                        let src = &sims[(b0 + r) * n + j0..(b0 + r) * n + j0 + gt];
-                        for (jj, &v) in src.iter().enumerate() {
-                            tile[jj * bb + r] = v;
-                        }
-                    }
+                    // Bank-major input: fold column-wise in place, no transpose.
+                    let rows: Vec<&[f32]> = (0..bb).map(|r| &sims[(b0 + r) * n + j0..(b0 + r) * n + j0 + gt]).collect();
+                    return fold_columns(&rows, j0, beta, lse_tile, topv_tile, row_k);
                 }
             }
             for jj in 0..gt {
@@ -256,6 +253,71 @@ pub fn bank_stats(source: Source, m: usize, n: usize, req: StatsRequest, ctl: &C
         row_topk_idx: if row_k > 0 { Some(row_idx) } else { None },
         row_topk_score: if row_k > 0 { Some(row_score) } else { None },
     })
+}
+
+/// Folds a bank-major block — `rows[r]` holds bank row r's similarities to gallery items
+/// `j0..j0 + rows[r].len()` — into those items' statistics, column-wise (one lane per gallery item, so
+/// nothing is transposed). Per column the sums run over the rows in order: deterministic.
+fn fold_columns(rows: &[&[f32]], j0: usize, beta: f64, lse: &mut [LseState], topv: &mut [TopValues], row_k: usize) -> Option<ColumnTopK> {
+    let gt = rows.first().map_or(0, |r| r.len());
+    if !lse.is_empty() {
+        let mut mx = vec![f32::NEG_INFINITY; gt];
+        for row in rows {
+            for (m, &x) in mx.iter_mut().zip(*row) {
+                *m = if x > *m { x } else { *m };
+            }
+        }
+        let mut shift = vec![0f64; gt];
+        let mut acc = vec![0f64; gt];
+        for jj in 0..gt {
+            let st = &mut lse[jj];
+            let m2 = st.m.max(beta * mx[jj] as f64);
+            acc[jj] = if st.z == 0.0 { 0.0 } else { st.z * exp_nonpos(st.m - m2) };
+            shift[jj] = m2;
+            st.m = m2;
+        }
+        for row in rows {
+            add_exp_shifted(row, beta, &shift, &mut acc);
+        }
+        for (st, a) in lse.iter_mut().zip(acc) {
+            st.z = a;
+        }
+    }
+    if !topv.is_empty() {
+        let mut thr: Vec<f32> = topv.iter().map(|t| t.threshold()).collect();
+        for row in rows {
+            for c0 in (0..gt).step_by(LANES) {
+                let c1 = (c0 + LANES).min(gt);
+                if row[c0..c1].iter().zip(&thr[c0..c1]).fold(false, |a, (x, t)| a | (x > t)) {
+                    for jj in c0..c1 {
+                        if row[jj] > thr[jj] {
+                            topv[jj].extend(&row[jj..jj + 1]);
+                            thr[jj] = topv[jj].threshold();
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if row_k == 0 {
+        return None;
+    }
+    let mut cand = ColumnTopK::new(rows.len(), row_k);
+    for (r, row) in rows.iter().enumerate() {
+        // Candidates of bank row r arrive in increasing gallery index: `>` decides ties exactly.
+        for c0 in (0..gt).step_by(LANES) {
+            let c1 = (c0 + LANES).min(gt);
+            let t = cand.thr[r];
+            if row[c0..c1].iter().fold(false, |a, &x| a | (x > t)) {
+                for jj in c0..c1 {
+                    if row[jj] > cand.thr[r] {
+                        cand.push(r, row[jj], (j0 + jj) as u32);
+                    }
+                }
+            }
+        }
+    }
+    Some(cand)
 }
 
 /// Convenience: statistics from bank embeddings (any metric), gallery already prepared.
