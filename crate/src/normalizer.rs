@@ -3,6 +3,7 @@
 
 use crate::control::Control;
 use crate::error::{Error, Result};
+use crate::kernels::dot::dot_gather;
 use crate::kernels::similarity::{matmul_abt_par, prepare, Metric};
 use crate::matrix::MatRef;
 use crate::methods::scorer::Scorer;
@@ -323,28 +324,6 @@ fn append_stats(old: &BankStats, new: BankStats, n_old: usize, k_requested: usiz
     out
 }
 
-/// `Σ a_t·b_t` in `f32` with 16 independent lanes (vectorises); used by rerank's gathers.
-#[inline]
-fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..16 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let mut tail = 0f32;
-    for (x, y) in ra.iter().zip(rb) {
-        tail += x * y;
-    }
-    let mut s = 0f32;
-    for v in acc {
-        s += v;
-    }
-    s + tail
-}
-
 impl Normalizer {
     fn embeddings(&self) -> Result<(Metric, usize)> {
         match self.mode {
@@ -434,10 +413,7 @@ impl Normalizer {
                 let q = prepare(input, metric, "queries")?;
                 let mut raw = vec![0f32; nq * c];
                 raw.par_chunks_mut(c.max(1)).enumerate().for_each(|(i, out)| {
-                    let qi = &q[i * dim..(i + 1) * dim];
-                    for (o, &j) in out.iter_mut().zip(&candidates[i * c..(i + 1) * c]) {
-                        *o = dot_f32(qi, &self.gallery[j as usize * dim..(j as usize + 1) * dim]);
-                    }
+                    dot_gather(&q[i * dim..(i + 1) * dim], &self.gallery, dim, &candidates[i * c..(i + 1) * c], out);
                 });
                 raw
             }

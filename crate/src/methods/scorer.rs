@@ -20,6 +20,7 @@ use rayon::prelude::*;
 
 use crate::control::Control;
 use crate::error::Result;
+use crate::kernels::dot::dot_rows;
 use crate::kernels::gemm::matmul_abt;
 use crate::kernels::lse::max_f32;
 use crate::kernels::topk::{TopK, TopValues};
@@ -51,6 +52,8 @@ pub struct Scorer {
 const QUERY_BLOCK: usize = 512;
 /// Gallery items per search tile.
 const GALLERY_CHUNK: usize = 1024;
+/// Up to this many queries, search streams the gallery past them ([`crate::kernels::dot`]).
+const SKINNY_MAX_QUERIES: usize = 4;
 /// Query blocks per abort / progress checkpoint.
 const QUERY_BLOCK_GROUP: usize = 4;
 
@@ -248,6 +251,10 @@ impl Scorer {
         let n_gc = ng.div_ceil(GALLERY_CHUNK);
         let mut idx = vec![0u32; nq * k];
         let mut sc = vec![0f32; nq * k];
+        // A few queries (an online request): packing the gallery for a GEMM would cost more than the
+        // products, so each gallery row is streamed once past every query instead. Chosen by the
+        // query count only, never by the thread count.
+        let skinny = nq <= SKINNY_MAX_QUERIES;
         // One (query block × gallery chunk) tile: raw similarities folded into the rows' states.
         let tile_into = |b: usize, c: usize, rows: &mut [RowState], tile: &mut Vec<f32>| {
             let q0 = b * QUERY_BLOCK;
@@ -255,7 +262,12 @@ impl Scorer {
             let j0 = c * GALLERY_CHUNK;
             let gc = (ng - j0).min(GALLERY_CHUNK);
             tile.resize(qb * gc, 0.0);
-            matmul_abt(&queries[q0 * dim..(q0 + qb) * dim], qb, &gallery[j0 * dim..(j0 + gc) * dim], gc, dim, tile);
+            let (q, g) = (&queries[q0 * dim..(q0 + qb) * dim], &gallery[j0 * dim..(j0 + gc) * dim]);
+            if skinny {
+                dot_rows(q, qb, g, gc, dim, tile, gc);
+            } else {
+                matmul_abt(q, qb, g, gc, dim, tile);
+            }
             for (r, st) in rows.iter_mut().enumerate() {
                 self.fold(st, &tile[r * gc..(r + 1) * gc], j0);
             }
