@@ -3,8 +3,9 @@
 
 This is the straightforward, vectorised way a researcher writes the methods:
 a float32 matmul for every similarity matrix, the whole bank x gallery matrix
-materialised, a max-shifted log-sum-exp over the bank axis in float64, and
-argpartition for top-k. It follows the same method semantics as the library
+materialised, a max-shifted log-sum-exp over the bank axis in float64 (written
+as one expression by default; --lse inplace avoids the float64 temporaries),
+and argpartition for top-k. It follows the same method semantics as the library
 (log-domain scores, activation sets from each bank row's top-k over the
 gallery, gates on the raw top-1, ties broken by score descending then index
 ascending) and serves as an independent implementation to compare against.
@@ -32,7 +33,7 @@ active_query.npy, active_gallery.npy, column_mean.npy, occurrence.npy, and with
   python benchmark/reference.py --probe-bandwidth --input DIR
 
 Tasks: similarity / fit / search / all (phases timed separately), e2e (fit + similarity + search +
-evaluation, per method), lse (the log-sum-exp pass alone over a materialised matrix), online
+evaluation, per method), query (after one untimed fit: similarity + normalisation + top-k), lse (the log-sum-exp pass alone over a materialised matrix), online
 (latency of searching batches of queries). Timings are lists of every timed run after a warm-up;
 --measure-memory adds the fit's peak RSS above the RSS before it (the extra memory beyond inputs).
 """
@@ -104,14 +105,26 @@ def topk(x, k):
     return np.take_along_axis(part, order, axis=1)
 
 
+LSE_STYLE = "straightforward"
+
+
 def log_sum_exp_columns(p, beta):
-    """L(j) = log sum_b exp(beta * P[b, j]), max-shifted, in float64."""
-    x = p.astype(np.float64)  # one float64 copy, then in place (no further bank-sized temporaries)
-    x *= beta
+    """L(j) = log sum_b exp(beta * P[b, j]), max-shifted, in float64.
+
+    "straightforward" (the default, and the reference the issue calibrates against) writes it as
+    one expression, so numpy allocates a float64 temporary of the whole bank matrix at each step;
+    "inplace" (--lse inplace) makes one float64 copy and works in place: the same numbers, less
+    memory traffic, as a careful numpy user would write it."""
+    if LSE_STYLE == "inplace":
+        x = p.astype(np.float64)
+        x *= beta
+        m = x.max(axis=0)
+        x -= m
+        np.exp(x, out=x)
+        return m + np.log(x.sum(axis=0))
+    x = beta * p.astype(np.float64)
     m = x.max(axis=0)
-    x -= m
-    np.exp(x, out=x)
-    return m + np.log(x.sum(axis=0))
+    return m + np.log(np.exp(x - m).sum(axis=0))
 
 
 def activation_set(p, k):
@@ -207,6 +220,31 @@ def normalized_scores(method, fitted, s, params):
         return 2 * s64 - r_t[:, None] - fitted["column_mean"]
     if method == "nnn":
         return s64 - params["nnn_alpha"] * fitted["column_mean"]
+    raise ValueError(f"unknown method {method!r}")
+
+
+def rerank_scores(method, fitted, s, cand, params):
+    """Normalised scores (float64) of candidate items `cand` (b x c ids) with similarities s (b x c);
+    gates and CSLS's r_T are taken over the candidates."""
+    s64 = s.astype(np.float64)
+    top = np.take_along_axis(cand, s.argmax(axis=1)[:, None], axis=1)[:, 0]
+    beta = (params["beta_query"] or 0) + (params["beta_gallery"] or 0)
+    if method == "none":
+        return s64
+    if method == "is":
+        return params["beta_query"] * s64 - fitted["lq"][cand]
+    if method == "dis":
+        return params["beta_query"] * s64 - fitted["active_query"][top][:, None] * fitted["lq"][cand]
+    if method == "dual-is":
+        return beta * s64 - fitted["lq"][cand] - fitted["lg"][cand]
+    if method == "dual-dis":
+        gq = fitted["active_query"][top][:, None]
+        gg = fitted["active_gallery"][top][:, None]
+        return beta * s64 - gq * fitted["lq"][cand] - gg * fitted["lg"][cand]
+    if method == "csls":
+        return 2 * s64 - mean_top_k_rows(s, params["csls_k"])[:, None] - fitted["column_mean"][cand]
+    if method == "nnn":
+        return s64 - params["nnn_alpha"] * fitted["column_mean"][cand]
     raise ValueError(f"unknown method {method!r}")
 
 
@@ -485,6 +523,22 @@ def run(args):
         print(json_line(out))
         return
 
+    if args.task == "query":
+        # fit once (untimed), then time similarity + normalisation + top-k of every query
+        fitted = compute_fit()
+
+        def query():
+            idx, _, _ = search(method, fitted, compute_s(), params, args.topk)
+            return idx
+
+        times, idx = timed_all(query, args.repeats, lambda: search(method, fitted, similarity(queries[:1000], gallery, args.metric), params, args.topk))
+        save(f"search_{method}", idx.astype(np.uint32))
+        out["times"] = times
+        out["seconds_median"] = float(np.median(times))
+        out.update(environment_info())
+        print(json_line(out))
+        return
+
     if args.task == "online":
         run_online(args, queries, compute_fit(), method, params, out)
         return
@@ -578,8 +632,9 @@ def run_online(args, pool, fitted, method, params, out):
             ms.append((time.perf_counter() - t0) * 1000)
         out["online"][str(b)] = {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
                                  "min_ms": float(min(ms)), "reps": reps}
-    # rerank of c candidate items per query: the gate (raw top-1) and CSLS's r_T need the full raw
-    # row, so the similarity row is computed in full and only the candidates are scored and sorted.
+    # rerank of c candidate items per query (what an approximate index returned): similarities to the
+    # candidates only, normalised with the fitted per-item statistics, all c sorted best first. As in
+    # dbnorm's Normalizer.rerank, the gates (raw top-1) and CSLS's r_T are taken over the candidates.
     c = args.candidates
 
     def candidates(i, b):
@@ -590,12 +645,14 @@ def run_online(args, pool, fitted, method, params, out):
         return np.stack(rows)
 
     def rerank_batch(q, cand):
-        s = prepare(q, args.metric) @ g.T
-        scores = normalized_scores(method, fitted, s, params)
-        sc = np.take_along_axis(scores, cand, axis=1)
-        order = np.lexsort((cand, -sc), axis=-1)[:, : args.topk]
+        s = np.einsum("bd,bcd->bc", prepare(q, args.metric), g[cand])
+        sc = rerank_scores(method, fitted, s, cand, params)
+        order = np.lexsort((cand, -sc), axis=-1)
         return np.take_along_axis(cand, order, axis=1)
 
+    save = lambda name, arr: np.save(os.path.join(args.out, name + ".npy"), arr.astype(np.uint32))
+    save("online_search", search_batch(pool[0:8]))
+    save("online_rerank", rerank_batch(pool[0:8], candidates(0, 8)))
     out["rerank"] = {}
     for b in [int(x) for x in args.batches.split(",")]:
         reps = max(5, int(args.online_reps * 8 / max(b, 8)))
@@ -622,7 +679,7 @@ def main(argv=None):
     p.add_argument("--out", help="directory for the result arrays")
     p.add_argument("--method", default="dual-dis",
                    help=f"one of {', '.join(METHODS)}; --task e2e takes a comma-separated list")
-    p.add_argument("--task", choices=("fit", "search", "similarity", "all", "e2e", "lse", "online"), default="all")
+    p.add_argument("--task", choices=("fit", "search", "similarity", "all", "e2e", "lse", "online", "query"), default="all")
     p.add_argument("--mode", choices=("auto", "embeddings", "similarities"), default="auto")
     p.add_argument("--metric", choices=("cosine", "dot"), default="cosine")
     p.add_argument("--beta-query", type=float)
@@ -641,6 +698,8 @@ def main(argv=None):
                    help="fit warm-up: a full fit, one on the first 2000 bank rows, or none")
     p.add_argument("--measure-memory", action="store_true",
                    help="report the fit's peak RSS above the RSS after loading the inputs (Linux)")
+    p.add_argument("--lse", choices=("straightforward", "inplace"), default="straightforward",
+                   help="how the log-sum-exp over the bank axis is written (see log_sum_exp_columns)")
     p.add_argument("--matrix", default="gallery_bank_sims", help="matrix of --task lse")
     p.add_argument("--batches", default="1,8,64", help="batch sizes of --task online")
     p.add_argument("--online-reps", type=int, default=200, help="single-query repetitions of --task online")
@@ -656,6 +715,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error("--repeats must be at least 1")
+    global LSE_STYLE
+    LSE_STYLE = args.lse
     if args.probe_gemm:
         probe_gemm(args)
         return

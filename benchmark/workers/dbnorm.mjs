@@ -100,6 +100,27 @@ const tasks = {
     return { methods: out };
   },
 
+  /** Fits once, then times `search` of every query (k = topk). */
+  async search(t) {
+    const data = loadFitData(t.dir, t.method);
+    const queries = load(t.dir, 'queries');
+    const t0 = now();
+    const norm = await Normalizer.fit(data, fitOpts(t.method, t.params));
+    const fitSeconds = now() - t0;
+    const warmRows = Math.min(queries.rows, 1000);
+    await norm.search(slice(queries, warmRows), { k: t.topk }); // warm-up
+    const base = memory().rss;
+    const canReset = resetPeak();
+    const { seconds, result } = await timeReps(() => norm.search(queries, { k: t.topk }), t.reps);
+    const peak = memory().hwm;
+    if (t.outDir) writeNpy(path.join(t.outDir, `search_${t.method}.npy`), result.indices, [result.rows, result.k]);
+    return {
+      seconds, fitSeconds, flops: 2 * queries.rows * data.gallery.rows * data.gallery.cols,
+      topkHash: hashArrays(result.indices),
+      memory: { extraPeakBytes: canReset ? peak - base : null },
+    };
+  },
+
   async lse(t) {
     const p = load(t.dir, t.matrix);
     const opts = { method: 'is', betaQuery: t.beta };
@@ -135,33 +156,43 @@ const tasks = {
     return { threads: process.env.RAYON_NUM_THREADS ?? null, methods: out, similarityHash: hashArrays(s.data) };
   },
 
+  /**
+   * Largest event-loop delay during one async fit, with the library's defaults and again with
+   * `leakGuard: 'off'` (the guard's overlap check runs on the main thread once the fit resolves).
+   */
   async eventloop(t) {
     const data = loadFitData(t.dir, t.method);
-    const opts = fitOpts(t.method, t.params);
-    // Largest gap between 1 ms timer ticks, as a second, independent measure.
-    let last = now();
-    let maxGap = 0;
-    const h = monitorEventLoopDelay({ resolution: 1 });
-    let progressCalls = 0;
-    const tick = setInterval(() => {
-      const n = now();
-      maxGap = Math.max(maxGap, n - last);
-      last = n;
-    }, 1);
-    h.enable();
-    const t0 = now();
-    await Normalizer.fit(data, { ...opts, onProgress: () => progressCalls++ });
-    const seconds = now() - t0;
-    h.disable();
-    clearInterval(tick);
-    return {
-      seconds,
-      maxDelayMs: h.max / 1e6,
-      p99DelayMs: h.percentile(99) / 1e6,
-      meanDelayMs: h.mean / 1e6,
-      maxTimerGapMs: maxGap * 1000,
-      progressCalls,
+    const base = fitOpts(t.method, t.params);
+    const measure = async (opts) => {
+      // Largest gap between 1 ms timer ticks, as a second, independent measure.
+      let last = now();
+      let maxGap = 0;
+      const h = monitorEventLoopDelay({ resolution: 1 });
+      let progressCalls = 0;
+      const tick = setInterval(() => {
+        const n = now();
+        maxGap = Math.max(maxGap, n - last);
+        last = n;
+      }, 1);
+      h.enable();
+      const t0 = now();
+      await Normalizer.fit(data, { ...opts, onProgress: () => progressCalls++ });
+      const seconds = now() - t0;
+      await new Promise((r) => setTimeout(r, 20)); // let the last tick land
+      h.disable();
+      clearInterval(tick);
+      return {
+        seconds,
+        maxDelayMs: h.max / 1e6,
+        p99DelayMs: h.percentile(99) / 1e6,
+        meanDelayMs: h.mean / 1e6,
+        maxTimerGapMs: maxGap * 1000,
+        progressCalls,
+      };
     };
+    const out = await measure(base);
+    out.leakGuardOff = await measure({ ...base, leakGuard: 'off' });
+    return out;
   },
 
   async online(t) {
@@ -177,7 +208,9 @@ const tasks = {
     };
     const ng = data.gallery.rows;
     const hasRerank = typeof norm.rerank === 'function';
-    // Candidate lists for rerank: c distinct pseudo-random gallery items per query (same for all contenders).
+    // Candidate lists for rerank (flat, rows × c): c distinct pseudo-random gallery items per query,
+    // the same in the numpy contender. rerank scores and sorts all c of them; the gate (DIS/DualDIS)
+    // is taken over the candidates (see Normalizer.rerank).
     const candidatesFor = (i, b, c) => {
       const out = new Uint32Array(b * c);
       for (let r = 0; r < b; r++) {
@@ -199,6 +232,12 @@ const tasks = {
       return { p50Ms: percentile(ms, 50), p95Ms: percentile(ms, 95), minMs: Math.min(...ms), reps };
     };
     const out = { fitSeconds, gallery: ng, search: {}, searchSync: {}, rerank: null, rerankSync: null };
+    if (t.outDir) {
+      // Results on the first 8 pool queries, compared with numpy's by the orchestrator.
+      const q8 = batchOf(0, 8);
+      writeNpy(path.join(t.outDir, 'online_search.npy'), (await norm.search(q8, { k: t.topk })).indices, [8, t.topk]);
+      if (hasRerank) writeNpy(path.join(t.outDir, 'online_rerank.npy'), (await norm.rerank(q8, candidatesFor(0, 8, t.candidates))).indices, [8, t.candidates]);
+    }
     for (const b of t.batches) {
       const reps = t.reps[b];
       out.search[b] = await lat((q) => norm.search(q, { k: t.topk }), b, reps);
@@ -211,8 +250,8 @@ const tasks = {
       for (const b of t.batches) {
         const reps = t.reps[b];
         const cand = (b2, i) => candidatesFor(i, b2, c);
-        out.rerank[b] = await lat((q, i) => norm.rerank(q, rerankArg(cand(q.rows, i), q.rows, c), { k: t.topk }), b, reps);
-        if (out.rerankSync) out.rerankSync[b] = await lat((q, i) => norm.rerankSync(q, rerankArg(cand(q.rows, i), q.rows, c), { k: t.topk }), b, reps);
+        out.rerank[b] = await lat((q, i) => norm.rerank(q, cand(q.rows, i)), b, reps);
+        if (out.rerankSync) out.rerankSync[b] = await lat((q, i) => norm.rerankSync(q, cand(q.rows, i)), b, reps);
       }
     } else {
       out.rerankMissing = 'Normalizer.rerank is not in this build of dbnorm';
@@ -220,10 +259,5 @@ const tasks = {
     return out;
   },
 };
-
-/** The candidate-list argument of `rerank`, in the shape the facade takes. */
-function rerankArg(indices, rows, c) {
-  return { indices, rows, k: c };
-}
 
 await childMain(tasks);
