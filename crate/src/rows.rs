@@ -4,15 +4,18 @@
 //! (inputs are validated finite).
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 
-/// 64-bit hash of a row's bit pattern.
+/// 64-bit hash of a row's bit pattern: a multiply–rotate hash over the 32-bit words (the FxHash
+/// construction). Not collision-resistant — every hash hit is confirmed by comparing the rows — but
+/// ~10× faster than SipHash, which matters because the leak guard hashes every query of a search.
+#[inline]
 pub fn row_hash(row: &[f32]) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = 0u64;
     for v in row {
-        v.to_bits().hash(&mut h);
+        h = (h.rotate_left(5) ^ v.to_bits() as u64).wrapping_mul(K);
     }
-    h.finish()
+    h
 }
 
 fn same(a: &[f32], b: &[f32]) -> bool {

@@ -48,8 +48,23 @@ pub struct Scorer {
     pub n_gallery: usize,
 }
 
-/// Queries per search tile.
+/// Largest number of queries per search tile.
 const QUERY_BLOCK: usize = 512;
+
+/// Up to this many queries form one block: the gallery is then read once, its chunks spread over
+/// the cores (memory-bound regime).
+const ONE_BLOCK_MAX_QUERIES: usize = 128;
+
+/// Queries per search tile for `nq` queries: all of them up to [`ONE_BLOCK_MAX_QUERIES`]; beyond,
+/// at most [`QUERY_BLOCK`] and small enough that at least four blocks share the cores (multiples of
+/// 16 for the GEMM micro-kernels). Depends on `nq` only, never on the thread count.
+fn query_block(nq: usize) -> usize {
+    if nq <= ONE_BLOCK_MAX_QUERIES {
+        nq.max(1)
+    } else {
+        (nq.div_ceil(4).div_ceil(16) * 16).clamp(32, QUERY_BLOCK)
+    }
+}
 /// Gallery items per search tile.
 const GALLERY_CHUNK: usize = 1024;
 /// Up to this many queries, search streams the gallery past them ([`crate::kernels::dot`]).
@@ -247,7 +262,8 @@ impl Scorer {
     /// prepared gallery (`n_gallery × dim`). Never builds the `nq × n_gallery` matrix.
     pub fn search_embeddings(&self, queries: &[f32], nq: usize, gallery: &[f32], dim: usize, k: usize, ctl: &Control) -> Result<(Vec<u32>, Vec<f32>)> {
         let ng = self.n_gallery;
-        let n_qb = nq.div_ceil(QUERY_BLOCK);
+        let qbs = query_block(nq);
+        let n_qb = nq.div_ceil(qbs);
         let n_gc = ng.div_ceil(GALLERY_CHUNK);
         let mut idx = vec![0u32; nq * k];
         let mut sc = vec![0f32; nq * k];
@@ -257,8 +273,8 @@ impl Scorer {
         let skinny = nq <= SKINNY_MAX_QUERIES;
         // One (query block × gallery chunk) tile: raw similarities folded into the rows' states.
         let tile_into = |b: usize, c: usize, rows: &mut [RowState], tile: &mut Vec<f32>| {
-            let q0 = b * QUERY_BLOCK;
-            let qb = (nq - q0).min(QUERY_BLOCK);
+            let q0 = b * qbs;
+            let qb = (nq - q0).min(qbs);
             let j0 = c * GALLERY_CHUNK;
             let gc = (ng - j0).min(GALLERY_CHUNK);
             tile.resize(qb * gc, 0.0);
@@ -272,10 +288,10 @@ impl Scorer {
                 self.fold(st, &tile[r * gc..(r + 1) * gc], j0);
             }
         };
-        let rows_of = |b: usize| (nq - b * QUERY_BLOCK).min(QUERY_BLOCK);
-        // Tiles are the same QUERY_BLOCK × GALLERY_CHUNK shapes whichever way the work is spread, and
+        let rows_of = |b: usize| (nq - b * qbs).min(qbs);
+        // Tiles are the same (query block × GALLERY_CHUNK) shapes whichever way the work is spread, and
         // top-k under a total order is unique, so both strategies give bit-identical results.
-        if n_qb >= 4 {
+        if n_qb >= 2 {
             // Many queries: blocks in parallel, each walking the gallery chunks in order (memory:
             // one row state per query of the block).
             for g0 in (0..n_qb).step_by(QUERY_BLOCK_GROUP) {
@@ -294,11 +310,11 @@ impl Scorer {
                     .collect();
                 for (b, rows) in (g0..g1).zip(done) {
                     for (r, st) in rows.iter().enumerate() {
-                        let q = b * QUERY_BLOCK + r;
+                        let q = b * qbs + r;
                         self.finish_row(st, k, &mut idx[q * k..(q + 1) * k], &mut sc[q * k..(q + 1) * k]);
                     }
                 }
-                ctl.progress("search", (g1 * QUERY_BLOCK).min(nq), nq);
+                ctl.progress("search", (g1 * qbs).min(nq), nq);
             }
         } else {
             // Few queries (online): gallery chunks in parallel, partial states merged per row.
@@ -319,10 +335,10 @@ impl Scorer {
                         a
                     });
                 for (r, st) in merged.iter().enumerate() {
-                    let q = b * QUERY_BLOCK + r;
+                    let q = b * qbs + r;
                     self.finish_row(st, k, &mut idx[q * k..(q + 1) * k], &mut sc[q * k..(q + 1) * k]);
                 }
-                ctl.progress("search", ((b + 1) * QUERY_BLOCK).min(nq), nq);
+                ctl.progress("search", ((b + 1) * qbs).min(nq), nq);
             }
         }
         Ok((idx, sc))
