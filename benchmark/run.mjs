@@ -734,7 +734,7 @@ function markdown(r) {
     if (w.identity) L.push(`Thread counts (RAYON_NUM_THREADS ${w.identity.threads.join(' vs ')}): ${w.identity.identical ? 'bit-identical fitted statistics, top-k lists' + (wl === 'quick' ? ', full score matrices' : '') + ' and similarities' : `**differences in ${w.identity.differences.join(', ')}**`}.`);
     L.push('');
   }
-  L.push('**Floors (issue 6)**', '', '| floor | measured | threshold | result | margin |', '|---|---|---|---|---|');
+  if (r.floors.length) L.push('**Floors (issue 6)**', '', '| floor | measured | threshold | result | margin |', '|---|---|---|---|---|');
   for (const f of r.floors) {
     const val = typeof f.value === 'number' ? (f.name.includes('GB') || f.name.includes('ms') ? fmtN(f.value, 2) : fmtX(f.value)) : f.value;
     const thr = typeof f.threshold === 'number' ? (f.name.includes('GB') || f.name.includes('ms') ? `< ${f.threshold}` : f.name.includes('p50') ? `≤ ${f.threshold}×` : `≥ ${f.threshold}×`) : f.threshold;
