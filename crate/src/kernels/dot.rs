@@ -5,8 +5,6 @@
 //! Accuracy: `f32` products summed in 32 independent `f32` lanes, then the lanes pairwise; tested
 //! against an `f64` reference over tail lengths for every variant this CPU runs.
 
-use std::sync::OnceLock;
-
 const LANES: usize = 16;
 
 #[inline(always)]
@@ -68,40 +66,13 @@ macro_rules! variant_fns {
         }
     };
 }
-variant_fns!(rows_avx512, gather_avx512, "avx512f,avx512vl");
+variant_fns!(rows_avx512, gather_avx512, "avx512f,avx512dq,avx512vl,fma");
 variant_fns!(rows_avx2, gather_avx2, "avx2,fma");
 
-/// A compiled variant of the dot kernels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Variant {
-    Avx512,
-    Avx2,
-    Portable,
-}
+/// The dot kernels' variants are the shared instruction-set levels.
+pub use super::isa::Isa as Variant;
 
 impl Variant {
-    /// Every variant the running CPU can execute, best first.
-    pub fn available() -> Vec<Variant> {
-        let mut v = Vec::new();
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") {
-                v.push(Variant::Avx512);
-            }
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                v.push(Variant::Avx2);
-            }
-        }
-        v.push(Variant::Portable);
-        v
-    }
-
-    /// The variant used by [`dot_rows`] and [`dot_gather`] (detected once).
-    pub fn detect() -> Variant {
-        static CHOSEN: OnceLock<Variant> = OnceLock::new();
-        *CHOSEN.get_or_init(|| Variant::available()[0])
-    }
-
     /// See [`dot_rows`].
     pub fn dot_rows(self, q: &[f32], nq: usize, g: &[f32], n: usize, d: usize, out: &mut [f32], ldo: usize) {
         assert!(q.len() >= nq * d && g.len() >= n * d && ldo >= n && (nq == 0 || out.len() >= (nq - 1) * ldo + n));

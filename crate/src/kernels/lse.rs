@@ -19,8 +19,6 @@
 //! bit-identical across variants up to FMA contraction (we never request contraction: the compiler
 //! does not fuse `a*b+c` in Rust), i.e. identical.
 
-use std::sync::OnceLock;
-
 const LOG2E: f64 = std::f64::consts::LOG2_E;
 /// ln 2 split so that `n·LN2_HI` is exact for |n| < 2^11 (fdlibm's constants).
 const LN2_HI: f64 = 6.93147180369123816490e-01;
@@ -79,7 +77,7 @@ fn sum_exp_shifted_body(xs: &[f32], beta: f64, shift: f64) -> f64 {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512dq,avx512vl")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl,fma")]
 unsafe fn sum_exp_shifted_avx512(xs: &[f32], beta: f64, shift: f64) -> f64 {
     sum_exp_shifted_body(xs, beta, shift)
 }
@@ -94,37 +92,10 @@ fn sum_exp_shifted_portable(xs: &[f32], beta: f64, shift: f64) -> f64 {
     sum_exp_shifted_body(xs, beta, shift)
 }
 
-/// A compiled variant of the exp-sum loop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Variant {
-    Avx512,
-    Avx2,
-    Portable,
-}
+/// The exp kernels' variants are the shared instruction-set levels.
+pub use super::isa::Isa as Variant;
 
 impl Variant {
-    /// Every variant the running CPU can execute, best first.
-    pub fn available() -> Vec<Variant> {
-        let mut v = Vec::new();
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512dq") && is_x86_feature_detected!("avx512vl") {
-                v.push(Variant::Avx512);
-            }
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                v.push(Variant::Avx2);
-            }
-        }
-        v.push(Variant::Portable);
-        v
-    }
-
-    /// The variant [`sum_exp_shifted`] uses (detected once).
-    pub fn detect() -> Variant {
-        static CHOSEN: OnceLock<Variant> = OnceLock::new();
-        *CHOSEN.get_or_init(|| Variant::available()[0])
-    }
-
     /// `Σ_i exp(β·x_i − shift)` with this variant; requires `β·x_i − shift ≤ 0` for accuracy.
     pub fn sum_exp_shifted(self, xs: &[f32], beta: f64, shift: f64) -> f64 {
         match self {
@@ -176,7 +147,7 @@ fn add_exp_shifted_body(xs: &[f32], beta: f64, shifts: &[f64], acc: &mut [f64]) 
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512dq,avx512vl")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl,fma")]
 unsafe fn add_exp_shifted_avx512(xs: &[f32], beta: f64, shifts: &[f64], acc: &mut [f64]) {
     add_exp_shifted_body(xs, beta, shifts, acc)
 }

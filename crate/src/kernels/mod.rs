@@ -8,6 +8,7 @@
 
 pub mod dot;
 pub mod gemm;
+pub mod isa;
 pub mod lse;
 pub mod similarity;
 pub mod topk;
