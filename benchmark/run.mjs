@@ -563,7 +563,12 @@ async function workloadOnline() {
       online_rerank_top10: agreement(...f('online_rerank'), TOPK),
     };
   }
-  return { data: meta, bandwidth: bw, dbnorm: dbn, numpy: np, agreement: agree };
+  // The probe's reading varies on a shared VM: probe again after the latency runs and keep the best.
+  const bw2 = await bandwidthProbe(path.join(dir, 'gallery.npy'));
+  const bandwidth = { ...bw, candidates: [...bw.candidates, ...bw2.candidates.map((c) => ({ ...c, how: `${c.how}, after` }))].sort((a, b) => b.bps - a.bps) };
+  bandwidth.best = bandwidth.candidates[0] ?? null;
+  bandwidth.after = { c: bw2.c, numpy: bw2.numpy };
+  return { data: meta, bandwidth, dbnorm: dbn, numpy: np, agreement: agree };
 }
 
 async function workloadLarge() {
