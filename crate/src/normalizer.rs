@@ -37,6 +37,17 @@ pub struct Normalizer {
     scorer: Scorer,
     /// Hash index of the query-bank rows for the leak guard, built on first use.
     bank_index: std::sync::OnceLock<crate::rows::RowIndex>,
+    /// Gallery rows that also appear in the gallery bank, counted when the state is built (inside
+    /// the fit / addGallery / load work, off the event loop).
+    overlap: usize,
+}
+
+/// Gallery rows (row-major, `dim` wide) that are also gallery-bank rows.
+fn count_overlap(mode: &Mode, gallery: &[f32], gallery_bank: &[f32]) -> usize {
+    match mode {
+        Mode::Embeddings { dim, .. } if !gallery_bank.is_empty() => crate::rows::RowIndex::new(gallery_bank, *dim).count_in(gallery_bank, gallery),
+        _ => 0,
+    }
 }
 
 fn check_bank<'a>(method: Method, bank: Option<MatRef<'a>>, needed: bool, name: &str, what: &str) -> Result<Option<MatRef<'a>>> {
@@ -75,7 +86,8 @@ impl Normalizer {
             return Err(Error::format(format!("statistics do not match method '{}'", method.as_str())));
         }
         let scorer = method.scorer(&params, query_stats.as_ref(), gallery_stats.as_ref(), n_gallery);
-        Ok(Normalizer { method, params, mode, n_gallery, gallery, query_bank, gallery_bank, query_stats, gallery_stats, scorer, bank_index: Default::default() })
+        let overlap = count_overlap(&mode, &gallery, &gallery_bank);
+        Ok(Normalizer { method, params, mode, n_gallery, gallery, query_bank, gallery_bank, query_stats, gallery_stats, scorer, bank_index: Default::default(), overlap })
     }
 
     /// Fits from embeddings: `gallery` (n×d), optional `query_bank` (m_q×d, query modality) and
@@ -121,10 +133,12 @@ impl Normalizer {
             _ => None,
         };
         let scorer = method.scorer(&params, qs.as_ref(), gs.as_ref(), n);
+        let mode = Mode::Embeddings { metric, dim: d };
+        let overlap = count_overlap(&mode, &g, &gbv);
         Ok(Normalizer {
             method,
             params,
-            mode: Mode::Embeddings { metric, dim: d },
+            mode,
             n_gallery: n,
             gallery: g,
             query_bank: qbv,
@@ -133,6 +147,7 @@ impl Normalizer {
             gallery_stats: gs,
             scorer,
             bank_index: Default::default(),
+            overlap,
         })
     }
 
@@ -185,6 +200,7 @@ impl Normalizer {
             gallery_stats: gs,
             scorer,
             bank_index: Default::default(),
+            overlap: 0,
         })
     }
 
@@ -526,9 +542,6 @@ impl Normalizer {
     /// How many gallery rows also appear in the gallery bank (the spec forbids that: every such item
     /// gets a near-constant e^{β_g} term).
     pub fn gallery_bank_overlap(&self) -> usize {
-        match self.mode {
-            Mode::Embeddings { dim, .. } if !self.gallery_bank.is_empty() => crate::rows::RowIndex::new(&self.gallery_bank, dim).count_in(&self.gallery_bank, &self.gallery),
-            _ => 0,
-        }
+        self.overlap
     }
 }
