@@ -196,10 +196,22 @@ describe('abort and progress', () => {
     expect(err).toBeInstanceOf(DbnormError);
     expect((err as DbnormError).code).toBe('ERR_ABORTED');
     expect((err as DbnormError).name).toBe('AbortError');
-    expect(took).toBeLessThan(30 + 400);
+    expect(took).toBeLessThan(30 + 600);
     // healthy: the next fit works
     const ok = await Normalizer.fit({ gallery: g, queryBank: randomMatrix(50, 256, 3) }, { method: 'is' });
     expect(ok.galleryCount).toBe(4000);
+  });
+
+  it('aborting a long search rejects quickly', async () => {
+    const n = Normalizer.fitSync({ gallery: randomMatrix(150000, 128, 301) }, { method: 'none' });
+    const q = randomMatrix(3000, 128, 302);
+    const ac = new AbortController();
+    const p = n.search(q, { k: 10, signal: ac.signal });
+    const started = performance.now();
+    setTimeout(() => ac.abort(), 30);
+    await expect(p).rejects.toMatchObject({ code: 'ERR_ABORTED', name: 'AbortError' });
+    expect(performance.now() - started).toBeLessThan(30 + 600);
+    expect(n.searchSync(randomMatrix(2, 128, 303), { k: 3 }).rows).toBe(2);
   });
 
   it('an already-aborted signal rejects without starting', async () => {

@@ -303,11 +303,16 @@ impl Scorer {
                         let mut rows: Vec<RowState> = (0..rows_of(b)).map(|_| self.new_row(k)).collect();
                         let mut tile = Vec::new();
                         for c in 0..n_gc {
+                            // an abort stops within one tile (the result is then discarded below)
+                            if ctl.check().is_err() {
+                                break;
+                            }
                             tile_into(b, c, &mut rows, &mut tile);
                         }
                         rows
                     })
                     .collect();
+                ctl.check()?;
                 for (b, rows) in (g0..g1).zip(done) {
                     for (r, st) in rows.iter().enumerate() {
                         let q = b * qbs + r;
@@ -325,7 +330,9 @@ impl Scorer {
                     .into_par_iter()
                     .map_init(Vec::new, |tile, c| {
                         let mut rows = fresh();
-                        tile_into(b, c, &mut rows, tile);
+                        if ctl.check().is_ok() {
+                            tile_into(b, c, &mut rows, tile);
+                        }
                         rows
                     })
                     .reduce(fresh, |mut a, bb| {
@@ -334,6 +341,7 @@ impl Scorer {
                         }
                         a
                     });
+                ctl.check()?;
                 for (r, st) in merged.iter().enumerate() {
                     let q = b * qbs + r;
                     self.finish_row(st, k, &mut idx[q * k..(q + 1) * k], &mut sc[q * k..(q + 1) * k]);
