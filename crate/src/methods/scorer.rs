@@ -68,7 +68,7 @@ fn query_block(nq: usize) -> usize {
 /// Gallery items per search tile.
 const GALLERY_CHUNK: usize = 1024;
 /// Up to this many queries, search streams the gallery past them ([`crate::kernels::dot`]).
-const SKINNY_MAX_QUERIES: usize = 4;
+const SKINNY_MAX_QUERIES: usize = 16;
 /// Query blocks per abort / progress checkpoint.
 const QUERY_BLOCK_GROUP: usize = 4;
 
