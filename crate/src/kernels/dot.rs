@@ -53,6 +53,39 @@ fn gather_body(q: &[f32], g: &[f32], d: usize, ids: &[u32], out: &mut [f32]) {
     }
 }
 
+/// `rows` (queries × streamed gallery rows, four queries per gallery load) and `gather` (one query ×
+/// listed rows) over a module's `dots::<G>` kernel, compiled for that module's target features.
+#[cfg(target_arch = "x86_64")]
+macro_rules! drivers {
+    ($feat:literal) => {
+        #[target_feature(enable = $feat)]
+        pub unsafe fn rows(q: &[f32], nq: usize, g: &[f32], n: usize, d: usize, out: &mut [f32], ldo: usize) {
+            for j in 0..n {
+                let gj = &g[j * d..(j + 1) * d];
+                let mut i = 0;
+                while i + 4 <= nq {
+                    let r = dots::<4>([&q[i * d..], &q[(i + 1) * d..], &q[(i + 2) * d..], &q[(i + 3) * d..]], gj, d);
+                    for k in 0..4 {
+                        out[(i + k) * ldo + j] = r[k];
+                    }
+                    i += 4;
+                }
+                while i < nq {
+                    out[i * ldo + j] = dots::<1>([&q[i * d..]], gj, d)[0];
+                    i += 1;
+                }
+            }
+        }
+
+        #[target_feature(enable = $feat)]
+        pub unsafe fn gather(q: &[f32], g: &[f32], d: usize, ids: &[u32], out: &mut [f32]) {
+            for (o, &j) in out.iter_mut().zip(ids) {
+                *o = dots::<1>([q], &g[j as usize * d..(j as usize + 1) * d], d)[0];
+            }
+        }
+    };
+}
+
 /// Explicit AVX-512 kernels: four queries share each gallery load, FMA into 16-lane accumulators,
 /// masked tails. (Auto-vectorisation of the portable body only reached 128-bit lanes here.)
 #[cfg(target_arch = "x86_64")]
@@ -86,31 +119,7 @@ mod avx512 {
         out
     }
 
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn rows(q: &[f32], nq: usize, g: &[f32], n: usize, d: usize, out: &mut [f32], ldo: usize) {
-        for j in 0..n {
-            let gj = &g[j * d..(j + 1) * d];
-            let mut i = 0;
-            while i + 4 <= nq {
-                let r = dots::<4>([&q[i * d..], &q[(i + 1) * d..], &q[(i + 2) * d..], &q[(i + 3) * d..]], gj, d);
-                for k in 0..4 {
-                    out[(i + k) * ldo + j] = r[k];
-                }
-                i += 4;
-            }
-            while i < nq {
-                out[i * ldo + j] = dots::<1>([&q[i * d..]], gj, d)[0];
-                i += 1;
-            }
-        }
-    }
-
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn gather(q: &[f32], g: &[f32], d: usize, ids: &[u32], out: &mut [f32]) {
-        for (o, &j) in out.iter_mut().zip(ids) {
-            *o = dots::<1>([q], &g[j as usize * d..(j as usize + 1) * d], d)[0];
-        }
-    }
+    drivers!("avx512f");
 }
 
 /// Explicit AVX2 + FMA kernels (8-lane accumulators, scalar tails), same structure as [`avx512`].
@@ -150,31 +159,7 @@ mod avx2 {
         out
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn rows(q: &[f32], nq: usize, g: &[f32], n: usize, d: usize, out: &mut [f32], ldo: usize) {
-        for j in 0..n {
-            let gj = &g[j * d..(j + 1) * d];
-            let mut i = 0;
-            while i + 4 <= nq {
-                let r = dots::<4>([&q[i * d..], &q[(i + 1) * d..], &q[(i + 2) * d..], &q[(i + 3) * d..]], gj, d);
-                for k in 0..4 {
-                    out[(i + k) * ldo + j] = r[k];
-                }
-                i += 4;
-            }
-            while i < nq {
-                out[i * ldo + j] = dots::<1>([&q[i * d..]], gj, d)[0];
-                i += 1;
-            }
-        }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn gather(q: &[f32], g: &[f32], d: usize, ids: &[u32], out: &mut [f32]) {
-        for (o, &j) in out.iter_mut().zip(ids) {
-            *o = dots::<1>([q], &g[j as usize * d..(j as usize + 1) * d], d)[0];
-        }
-    }
+    drivers!("avx2,fma");
 }
 
 /// The dot kernels' variants are the shared instruction-set levels.
