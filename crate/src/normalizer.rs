@@ -125,11 +125,11 @@ impl Normalizer {
         let gbv = gb.map(|b| prepare(b, metric, "galleryBank").map(|c| c.into_owned())).transpose()?.unwrap_or_default();
         let (n, d) = (gallery.rows, gallery.cols);
         let qs = match (rq, qb) {
-            (Some(r), Some(b)) => Some(bank_stats(Source::Embeddings { bank: &qbv, gallery: &g, dim: d, normalize_bank: false }, b.rows, n, r, ctl, "fit:queryBank")?),
+            (Some(r), Some(b)) => Some(bank_stats(Source::Embeddings { bank: &qbv, gallery: &g, dim: d }, b.rows, n, r, ctl, "fit:queryBank")?),
             _ => None,
         };
         let gs = match (rg, gb) {
-            (Some(r), Some(b)) => Some(bank_stats(Source::Embeddings { bank: &gbv, gallery: &g, dim: d, normalize_bank: false }, b.rows, n, r, ctl, "fit:galleryBank")?),
+            (Some(r), Some(b)) => Some(bank_stats(Source::Embeddings { bank: &gbv, gallery: &g, dim: d }, b.rows, n, r, ctl, "fit:galleryBank")?),
             _ => None,
         };
         let scorer = method.scorer(&params, qs.as_ref(), gs.as_ref(), n);
@@ -362,7 +362,7 @@ impl Normalizer {
         let (rq, rg) = self.method.requests(&self.params);
         let mq = self.query_bank.len() / dim;
         let mg = self.gallery_bank.len() / dim;
-        let stats = |bank: &[f32], m: usize, r, phase| bank_stats(Source::Embeddings { bank, gallery: &prepared, dim, normalize_bank: false }, m, n_new, r, ctl, phase);
+        let stats = |bank: &[f32], m: usize, r, phase| bank_stats(Source::Embeddings { bank, gallery: &prepared, dim }, m, n_new, r, ctl, phase);
         let qs = match (rq, &self.query_stats) {
             (Some(r), Some(old)) => Some(append_stats(old, stats(&self.query_bank, mq, r, "addGallery:queryBank")?, self.n_gallery, self.params.k)),
             _ => None,

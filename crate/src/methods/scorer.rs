@@ -124,15 +124,6 @@ impl Scorer {
         (t, off)
     }
 
-    /// Normalised scores of one raw row into `out` (`f32`).
-    pub fn score_row(&self, raw: &[f32], out: &mut [f32]) {
-        let (t, off) = self.row_context(raw);
-        let v = self.variant_of(t);
-        for (j, (&s, o)) in raw.iter().zip(out.iter_mut()).enumerate() {
-            *o = self.score(s, v, j, off) as f32;
-        }
-    }
-
     /// Replaces each raw row of `rows` (row-major, `n_gallery` wide) by its normalised scores.
     pub fn score_rows_in_place(&self, rows: &mut [f32]) {
         let ng = self.n_gallery;
@@ -150,27 +141,8 @@ impl Scorer {
 
     /// The full `nq × n_gallery` score matrix from raw similarities (row-major `f32`).
     pub fn scores_from_sims(&self, sims: &[f32], nq: usize) -> Vec<f32> {
-        let ng = self.n_gallery;
-        let mut out = vec![0f32; nq * ng];
-        if ng == 0 {
-            return out;
-        }
-        out.par_chunks_mut(ng).zip(sims.par_chunks(ng)).for_each(|(o, r)| self.score_row(r, o));
-        out
-    }
-
-    /// Scores of given candidate items per query (`nq × c` ids, row-major) from full raw rows.
-    pub fn rerank_from_sims(&self, sims: &[f32], nq: usize, cand: &[u32], c: usize) -> Vec<f32> {
-        let ng = self.n_gallery;
-        let mut out = vec![0f32; nq * c];
-        out.par_chunks_mut(c.max(1)).enumerate().for_each(|(q, o)| {
-            let raw = &sims[q * ng..(q + 1) * ng];
-            let (t, off) = self.row_context(raw);
-            let v = self.variant_of(t);
-            for (oo, &j) in o.iter_mut().zip(&cand[q * c..(q + 1) * c]) {
-                *oo = self.score(raw[j as usize], v, j as usize, off) as f32;
-            }
-        });
+        let mut out = sims[..nq * self.n_gallery].to_vec();
+        self.score_rows_in_place(&mut out);
         out
     }
 

@@ -21,7 +21,6 @@ use crate::control::Control;
 use crate::error::Result;
 use crate::kernels::gemm::matmul_abt;
 use crate::kernels::lse::{add_exp_shifted, exp_nonpos, LseState};
-use crate::kernels::similarity::{normalize_rows_in_place, Metric};
 use crate::kernels::topk::{before, TopValues};
 
 /// Bank rows per streamed block.
@@ -74,8 +73,8 @@ impl BankStats {
 /// Where the bank × gallery similarities come from.
 pub enum Source<'a> {
     /// Bank rows `bank` (m×d) against gallery rows `gallery` (n×d); both already prepared for the
-    /// metric (unit rows for cosine). Bank blocks are normalised per block when `normalize_bank`.
-    Embeddings { bank: &'a [f32], gallery: &'a [f32], dim: usize, normalize_bank: bool },
+    /// metric (unit rows for cosine).
+    Embeddings { bank: &'a [f32], gallery: &'a [f32], dim: usize },
     /// A precomputed bank × gallery matrix, row-major m×n.
     Sims { sims: &'a [f32] },
 }
@@ -163,26 +162,13 @@ pub fn bank_stats(source: Source, m: usize, n: usize, req: StatsRequest, ctl: &C
         ctl.check()?;
         let b0 = blk * BANK_BLOCK;
         let bb = (m - b0).min(BANK_BLOCK);
-        // Prepare this bank block once (normalised copy under cosine).
-        let block_owned: Option<Vec<f32>> = match &source {
-            Source::Embeddings { bank, dim, normalize_bank: true, .. } => {
-                let mut v = bank[b0 * dim..(b0 + bb) * dim].to_vec();
-                normalize_rows_in_place(&mut v, *dim, "bank")?;
-                Some(v)
-            }
-            _ => None,
-        };
-
         // Per tile: fold the tile into its items' LSE / top values; return per-bank-row candidates.
         let work = |t: usize, lse_tile: &mut [LseState], topv_tile: &mut [TopValues]| -> Option<ColumnTopK> {
             let j0 = t * GALLERY_TILE;
             let gt = (n - j0).min(GALLERY_TILE);
             match &source {
-                Source::Embeddings { bank, gallery, dim, .. } => {
-                    let blockv: &[f32] = match &block_owned {
-                        Some(v) => v,
-                        None => &bank[b0 * dim..(b0 + bb) * dim],
-                    };
+                Source::Embeddings { bank, gallery, dim } => {
+                    let blockv = &bank[b0 * dim..(b0 + bb) * dim];
                     with_scratch(gt * bb, |tile| {
                         matmul_abt(&gallery[j0 * dim..(j0 + gt) * dim], gt, blockv, bb, *dim, tile);
                         fold_rows(tile, bb, j0, beta, lse_tile, topv_tile, row_k)
@@ -346,16 +332,4 @@ fn fold_columns(rows: &[&[f32]], j0: usize, beta: f64, lse: &mut [LseState], top
         }
     }
     Some(cand)
-}
-
-/// Convenience: statistics from bank embeddings (any metric), gallery already prepared.
-pub fn bank_stats_embeddings(bank: &[f32], m: usize, gallery_prepared: &[f32], n: usize, dim: usize, metric: Metric, req: StatsRequest, ctl: &Control, phase: &str) -> Result<BankStats> {
-    bank_stats(
-        Source::Embeddings { bank, gallery: gallery_prepared, dim, normalize_bank: metric == Metric::Cosine },
-        m,
-        n,
-        req,
-        ctl,
-        phase,
-    )
 }
