@@ -124,11 +124,12 @@ impl Default for Params {
 impl Params {
     /// Rejects out-of-range values for `method` with `ERR_PARAM`.
     pub fn validate(&self, method: Method) -> Result<()> {
+        // Upper bound: the finite-score contract (see `scorer::MAX_PARAM`).
         let pos = |name: &str, v: f64| {
-            if v.is_finite() && v > 0.0 {
+            if v.is_finite() && v > 0.0 && v <= scorer::MAX_PARAM {
                 Ok(())
             } else {
-                Err(Error::param(format!("{name} must be a finite number > 0 (an inverse temperature), got {v}")))
+                Err(Error::param(format!("{name} must be a finite number in (0, {:e}] (an inverse temperature), got {v}", scorer::MAX_PARAM)))
             }
         };
         match method {
@@ -149,8 +150,8 @@ impl Params {
             if self.nnn_k == 0 {
                 return Err(Error::param("nnnK must be an integer ≥ 1, got 0"));
             }
-            if !(self.nnn_alpha.is_finite() && self.nnn_alpha >= 0.0) {
-                return Err(Error::param(format!("nnnAlpha must be a finite number ≥ 0, got {}", self.nnn_alpha)));
+            if !(self.nnn_alpha.is_finite() && self.nnn_alpha >= 0.0 && self.nnn_alpha <= scorer::MAX_PARAM) {
+                return Err(Error::param(format!("nnnAlpha must be a finite number in [0, {:e}], got {}", scorer::MAX_PARAM, self.nnn_alpha)));
             }
         }
         Ok(())
