@@ -13,6 +13,7 @@
  * | `ERR_ABORTED` | the operation was cancelled through an `AbortSignal` (the error's `name` is `AbortError`) |
  * | `ERR_BUSY` | `addGallerySync` was called while an asynchronous `addGallery` on the same normaliser is pending |
  * | `ERR_INTERNAL` | a bug in dbnorm (please report it) |
+ * | `ERR_NO_BINDING` | no native or WebAssembly build of dbnorm fits this machine (the message names the platform, the packages tried and the fix) |
  *
  * @module
  */
@@ -28,7 +29,8 @@ export type ErrorCode =
   | 'ERR_LEAK'
   | 'ERR_ABORTED'
   | 'ERR_BUSY'
-  | 'ERR_INTERNAL';
+  | 'ERR_INTERNAL'
+  | 'ERR_NO_BINDING';
 
 const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'ERR_SHAPE',
@@ -41,6 +43,7 @@ const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'ERR_ABORTED',
   'ERR_BUSY',
   'ERR_INTERNAL',
+  'ERR_NO_BINDING',
 ]);
 
 /**
