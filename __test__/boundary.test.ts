@@ -42,7 +42,7 @@ const scores = randomMatrix(5, 5, 9);
 
 describe('counts and indices', () => {
   it('hubness galleryCount: negative, float, NaN, ≥ 2^32 are ERR_PARAM (sync and async)', async () => {
-    for (const galleryCount of [-1, 1.5, NaN, 2 ** 32, 2 ** 32 + 3, '3' as unknown as number]) {
+    for (const galleryCount of [-1, 1.5, NaN, 2 ** 31, 2 ** 32, 2 ** 32 + 3, '3' as unknown as number]) {
       expect(code(() => hubnessSync(top, { k: 2, galleryCount }))).toMatch(/^ERR_PARAM: galleryCount/);
       expect(await acode(hubness(top, { k: 2, galleryCount }))).toMatch(/^ERR_PARAM: galleryCount/);
     }

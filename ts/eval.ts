@@ -209,7 +209,11 @@ async function ownEval(i: NIn): Promise<NIn> {
 }
 
 /** Top-k lists longer than k are cut to their first k entries (the lists are best first). */
+/** Hubness returns one occurrence count per gallery item in a `Uint32Array`, which Node caps at 2^32 bytes. */
+const MAX_HUB_GALLERY = 2 ** 30 - 1;
+
 function hubInput(x: MatrixLike | TopK, k: number, nGallery?: unknown): NIn {
+  if (nGallery !== undefined) count('galleryCount', nGallery, 1, MAX_HUB_GALLERY);
   const i = input(x, nGallery);
   if (i.indices && i.k !== k) {
     if (i.k < k) throw new DbnormError('ERR_PARAM', `top-k lists have k = ${i.k}, fewer than the hubness k = ${k}`);

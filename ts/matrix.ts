@@ -133,8 +133,8 @@ function describe(v: unknown): string {
   return (v as object).constructor?.name ?? 'object';
 }
 
-/** Elements copied per event-loop turn when an async call takes ownership of its input (16 MB). */
-export const OWN_CHUNK = 1 << 22;
+/** Elements copied per event-loop turn when an async call takes ownership of its input (4 MB). */
+export const OWN_CHUNK = 1 << 20;
 
 type Typed = Float32Array | Uint32Array;
 
