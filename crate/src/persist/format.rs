@@ -150,19 +150,11 @@ fn pad8(len: usize) -> usize {
 // codes
 
 fn method_code(m: Method) -> u8 {
-    match m {
-        Method::None => 0,
-        Method::Is => 1,
-        Method::Dis => 2,
-        Method::DualIs => 3,
-        Method::DualDis => 4,
-        Method::Csls => 5,
-        Method::Nnn => 6,
-    }
+    m.info().persist_code
 }
 
 fn method_from_code(c: u8) -> Option<Method> {
-    Method::ALL.into_iter().find(|&m| method_code(m) == c)
+    Method::from_persist_code(c)
 }
 
 const MODE_EMBEDDINGS: u8 = 1;
