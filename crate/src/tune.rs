@@ -474,7 +474,8 @@ fn build_folds(data: &TuneData, cfg: &TuneConfig, ctl: &Control) -> Result<(Vec<
         let j = rng.below(i + 1);
         paired.swap(i, j);
     }
-    let per_fold_items = (paired.len() / cfg.folds).min(cfg.holdout);
+    // At most half of the paired items are held out per fold, so every fold keeps banks to fit on.
+    let per_fold_items = (paired.len() / cfg.folds.max(2)).min(cfg.holdout);
     // Memory: per fold n_h × (m_q + m_g) bank similarities plus the query block (≈ c·n_h²).
     let c = (mq as f64 / paired.len().max(1) as f64).ceil() as usize;
     let mut n_h = per_fold_items;
@@ -518,6 +519,9 @@ fn build_folds(data: &TuneData, cfg: &TuneConfig, ctl: &Control) -> Result<(Vec<
             }
         }
         let bank_g: Vec<usize> = (0..mg).filter(|&i| pos_of[i] == u32::MAX).collect();
+        if bank_q.is_empty() || bank_g.is_empty() {
+            return Err(Error::empty_bank("tune: a fold left no query-bank or gallery-bank rows to fit on (every row is paired with a held-out item)"));
+        }
         let gather = |src: &[f32], rows: &mut dyn Iterator<Item = usize>| -> Vec<f32> {
             let mut out = Vec::new();
             for r in rows {
