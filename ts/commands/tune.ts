@@ -4,6 +4,8 @@
  * `{ results: [{ method, params, score, spread, defaultScore }], best: { method, params } }`.
  * @module
  */
+import { writeFileSync } from 'node:fs';
+
 import { type Command, InvalidArgumentError, Option } from 'commander';
 
 import { UsageError } from '../cli.js';
@@ -26,6 +28,7 @@ interface TuneFlags {
   maxBlockMb: number;
   similarity: Metric;
   json?: boolean;
+  save?: string;
   progress?: boolean;
 }
 
@@ -56,6 +59,7 @@ export function registerTune(program: Command): void {
     .option('--max-block-mb <mb>', 'memory budget for the cached similarity blocks (MiB)', positiveOption, 512)
     .addOption(new Option('--similarity <s>', 'similarity of the embeddings').choices(['cosine', 'dot']).default('cosine'))
     .option('--json', 'print one JSON object on stdout')
+    .option('--save <file>', 'also write the full result (every trial, for `dbnorm eval --html --tune <file>`) as JSON')
     .option('--progress', 'print progress to stderr')
     .action(async (flags: TuneFlags) => {
       const methods = flags.methods?.split(',').map((m) => m.trim()) as Method[] | undefined;
@@ -80,6 +84,7 @@ export function registerTune(program: Command): void {
         },
       );
       const secs = (performance.now() - t0) / 1000;
+      if (flags.save !== undefined) writeFileSync(flags.save, JSON.stringify(r));
       if (flags.json) {
         const out = {
           results: r.results.map((x) => ({ method: x.method, params: x.params, score: x.score, spread: x.spread, defaultScore: x.defaultScore })),
