@@ -130,5 +130,13 @@ if (process.argv.includes('--json')) {
       `| ${r.set} | ${r.method}${b} | ${fmtP(r.params)} | ${(100 * r.cvTuned).toFixed(1)} / ${(100 * r.cvDefault).toFixed(1)} | ${r.raw.R1.toFixed(1)} | ${r.def.R1.toFixed(1)} | ${r.tuned.R1.toFixed(1)} | ${r.raw.skew.toFixed(2)} | ${r.def.skew.toFixed(2)} | ${r.tuned.skew.toFixed(2)} |`,
     );
   }
+  const d = rowsOut.map((r) => r.tuned.R1 - r.def.R1);
+  const bestRows = rowsOut.filter((r) => r.best);
+  const db = bestRows.map((r) => r.tuned.R1 - r.def.R1);
+  lines.push(
+    '',
+    `Test R@1, tuned − default: better in ${d.filter((x) => x > 1e-9).length}, equal in ${d.filter((x) => Math.abs(x) <= 1e-9).length}, worse in ${d.filter((x) => x < -1e-9).length} of ${d.length} rows; mean ${(d.reduce((a, x) => a + x, 0) / d.length).toFixed(2)} points. ` +
+      `The method tune picks (best): mean ${(db.reduce((a, x) => a + x, 0) / db.length).toFixed(2)} points over that method's defaults, test R@1 ${bestRows.map((r) => r.tuned.R1.toFixed(1)).join(' / ')} vs raw ${bestRows.map((r) => r.raw.R1.toFixed(1)).join(' / ')}.`,
+  );
   console.log(lines.join('\n'));
 }
