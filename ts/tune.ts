@@ -13,6 +13,7 @@ import { DbnormError, awaitNative } from './errors.js';
 import { type GalleryBank, type QueryBank, bankMatrix } from './bank.js';
 import { type RunOptions, runJob } from './job.js';
 import type { MatrixLike } from './matrix.js';
+import { methodInfo, paramFlag } from './methods.js';
 import { native } from './native.js';
 import { METHODS, type Method, type MethodOptions, resolveOptions } from './normalizer.js';
 import type { Metric } from './similarity.js';
@@ -124,16 +125,10 @@ const DEFAULT_GRID: Required<TuneGrid> = {
   nnnAlpha: [0.25, 0.5, 0.75, 1],
 };
 
-/** Which {@link MethodOptions} keys each method reads. */
-export const TUNED_KEYS: Record<Method, ReadonlyArray<keyof TunedParams>> = {
-  none: [],
-  is: ['betaQuery'],
-  dis: ['betaQuery', 'k'],
-  'dual-is': ['betaQuery', 'betaGallery'],
-  'dual-dis': ['betaQuery', 'betaGallery', 'k'],
-  csls: ['cslsK'],
-  nnn: ['nnnK', 'nnnAlpha'],
-};
+/** Which {@link MethodOptions} keys each method reads (from the Rust core's method registry). */
+export const TUNED_KEYS: Readonly<Record<Method, ReadonlyArray<keyof TunedParams>>> = Object.freeze(
+  Object.fromEntries(METHODS.map((m) => [m, methodInfo(m)!.params as ReadonlyArray<keyof TunedParams>])) as Record<Method, ReadonlyArray<keyof TunedParams>>,
+);
 
 function int(name: string, v: unknown, min: number, def: number): number {
   if (v === undefined) return def;
@@ -286,18 +281,10 @@ export async function tune(data: TuneData, opts: TuneOptions): Promise<TuneResul
 
 /** CLI flags equivalent to a method and its tuned parameters (`--methods dual-dis --beta-query 30 …`). */
 export function tuneFlags(method: Method, params: TunedParams): string {
-  const flag: Record<keyof TunedParams, string> = {
-    betaQuery: '--beta-query',
-    betaGallery: '--beta-gallery',
-    k: '--k',
-    cslsK: '--csls-k',
-    nnnK: '--nnn-k',
-    nnnAlpha: '--nnn-alpha',
-  };
   const parts = [`--methods ${method}`];
   for (const key of TUNED_KEYS[method]) {
     const v = params[key];
-    if (v !== undefined) parts.push(`${flag[key]} ${+v.toPrecision(6)}`);
+    if (v !== undefined) parts.push(`${paramFlag(key)} ${+v.toPrecision(6)}`);
   }
   return parts.join(' ');
 }

@@ -420,16 +420,21 @@ impl Axis {
     }
 }
 
-fn axes(m: Method) -> &'static [Axis] {
-    match m {
-        Method::None => &[],
-        Method::Is => &[Axis::BetaQuery],
-        Method::Dis => &[Axis::BetaQuery, Axis::K],
-        Method::DualIs => &[Axis::BetaQuery, Axis::BetaGallery],
-        Method::DualDis => &[Axis::BetaQuery, Axis::BetaGallery, Axis::K],
-        Method::Csls => &[Axis::CslsK],
-        Method::Nnn => &[Axis::NnnK, Axis::NnnAlpha],
-    }
+/// The searched axes of a method: the parameters it reads, from the method registry.
+fn axes(m: Method) -> Vec<Axis> {
+    m.info()
+        .params
+        .iter()
+        .map(|&name| match name {
+            "betaQuery" => Axis::BetaQuery,
+            "betaGallery" => Axis::BetaGallery,
+            "k" => Axis::K,
+            "cslsK" => Axis::CslsK,
+            "nnnK" => Axis::NnnK,
+            "nnnAlpha" => Axis::NnnAlpha,
+            other => unreachable!("parameter '{other}' of method '{}' has no tuning axis", m.as_str()),
+        })
+        .collect()
 }
 
 fn validate_grid(g: &Grid) -> Result<()> {
@@ -686,7 +691,7 @@ pub fn tune(data: &TuneData, cfg: &TuneConfig, ctl: &Control) -> Result<TuneResu
         // Refinement: per axis, midpoints between the best value and its sorted neighbours among
         // the values tried so far on that axis.
         for _ in 0..cfg.refine {
-            for &a in ax {
+            for &a in &ax {
                 let cur = best.as_ref().expect("a candidate").params;
                 let v = a.get(&cur);
                 let mut vals: Vec<f64> = trials.iter().map(|e| a.get(&e.params)).collect();
