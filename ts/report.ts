@@ -7,6 +7,7 @@ import type { Hubness, RetrievalMetrics } from './eval.js';
 
 /** One method's results, as printed by the CLI and emitted in its `--json` output. */
 export interface ResultRow {
+  /** The method (`none` = raw scores). */
   method: string;
   /** The parameters the method ran with (β values, k, …). */
   params: Record<string, number | string | null>;

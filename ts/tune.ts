@@ -31,17 +31,29 @@ export interface TuneData {
 /** Which query-bank rows describe which gallery-bank rows. */
 export type TunePairs =
   /** Query-bank row i describes gallery-bank row ⌊i / c⌋ (item-major captions; c = 1: row by row). */
-  | { captionsPerItem: number }
+  | {
+      /** Captions per gallery-bank item c (≥ 1). */
+      captionsPerItem: number;
+    }
   /** Explicit `[queryBankRow, galleryBankRow]` pairs; rows in no pair stay in the banks. */
-  | { pairs: ReadonlyArray<readonly [number, number]> };
+  | {
+      /** `[queryBankRow, galleryBankRow]` pairs. */
+      pairs: ReadonlyArray<readonly [number, number]>;
+    };
 
 /** Candidate values of each parameter before refinement (defaults: log-spaced grids for cosine). */
 export interface TuneGrid {
+  /** β_q values (> 0; default 1, 2, 5, 10, 20, 50, 100, 200). */
   betaQuery?: number[];
+  /** β_g values (> 0; default 0.5, 1, 2, 5, 10, 20, 50, 100). */
   betaGallery?: number[];
+  /** DIS / DualDIS activation-set sizes (integers ≥ 1; default 1, 2, 3, 5, 10). */
   k?: number[];
+  /** CSLS K values (integers ≥ 1; default 1, 2, 5, 10, 20, 50, 100). */
   cslsK?: number[];
+  /** NNN k values (integers ≥ 1; default 1, 4, 16, 64, 128, 256, 512). */
   nnnK?: number[];
+  /** NNN α values (≥ 0; default 0.25, 0.5, 0.75, 1). */
   nnnAlpha?: number[];
 }
 
@@ -72,6 +84,7 @@ export type TunedParams = Omit<MethodOptions, 'method'>;
 
 /** One evaluated setting. */
 export interface TuneTrial {
+  /** The setting (keys of {@link MethodOptions}). */
   params: TunedParams;
   /** Mean held-out score over the folds. */
   score: number;
@@ -81,6 +94,7 @@ export interface TuneTrial {
 
 /** Tuning result of one method. */
 export interface TuneMethodResult {
+  /** The method. */
   method: Method;
   /** Best parameters (pass them to `Normalizer.fit` with `method`). */
   params: TunedParams;
@@ -90,7 +104,9 @@ export interface TuneMethodResult {
   spread: number;
   /** The default parameters' mean score on the same folds (`null` without defaults, e.g. dot products). */
   defaultScore: number | null;
+  /** Score of `params` per fold. */
   foldScores: number[];
+  /** Score of the defaults per fold (`null` without defaults). */
   defaultFoldScores: number[] | null;
   /** Every setting evaluated (tuning curves). */
   trials: TuneTrial[];
@@ -101,15 +117,23 @@ export interface TuneResult {
   /** One entry per tuned method, in the order asked. */
   results: TuneMethodResult[];
   /** The best method and its parameters. */
-  best: { method: Method; params: TunedParams };
+  best: {
+    /** The method with the best held-out score. */
+    method: Method;
+    /** Its parameters. */
+    params: TunedParams;
+  };
   /** The objective. */
   metric: string;
+  /** Cross-validation folds used. */
   folds: number;
-  /** Held-out items per fold and pseudo queries per fold actually used. */
+  /** Held-out items per fold actually used. */
   holdoutItems: number;
+  /** Pseudo queries per fold. */
   holdoutQueries: number[];
-  /** Settings × folds scored, and β log-sum-exp passes computed. */
+  /** Settings × folds scored. */
   evaluations: number;
+  /** β log-sum-exp passes computed (each over one fold's bank block). */
   lsePasses: number;
 }
 
