@@ -165,7 +165,8 @@ impl Normalizer {
         let qs_in = check_bank(method, query_bank_sims, rq.is_some(), "queryBankSims", "query bank × gallery similarities")?;
         let gs_in = check_bank(method, gallery_bank_sims, rg.is_some(), "galleryBankSims", "gallery bank × gallery similarities")?;
         let mut n: Option<usize> = gallery_count;
-        for (m, name) in [(qs_in, "queryBankSims"), (gs_in, "galleryBankSims")] {
+        // Every given matrix fixes the gallery size, used by the method or not (`none` from matrices).
+        for (m, name) in [(query_bank_sims, "queryBankSims"), (gallery_bank_sims, "galleryBankSims")] {
             if let Some(m) = m {
                 match n {
                     Some(n0) if n0 != m.cols => {
