@@ -446,3 +446,4 @@ mod npy;
 mod persist;
 mod serving;
 mod task;
+mod tune;
