@@ -205,7 +205,7 @@ function plan(o: EvalFlags): Plan {
     }
   }
 
-  // banks per direction (spec §5: for v2t the banks swap roles)
+  // banks per direction (docs/methods.md §5: for v2t the banks swap roles)
   for (const dir of directions) {
     const keys = bankKeys(mode, dir);
     for (const method of methods) {
