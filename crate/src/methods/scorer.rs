@@ -9,7 +9,7 @@
 //! where `v(q)` is a *variant* chosen per query by a gate on the raw top-1 `t(q) = argmax_j s(q, j)`
 //! (DIS: 2 variants, DualDIS: 4; everything else: 1) and `offset(q)` is a per-query constant
 //! (CSLS: the mean of the K largest raw similarities of q; else 0). Biases are `f64`; `scale > 0`.
-//! This is also why the methods are bias-reducible (spec §4).
+//! This is also why the methods are bias-reducible (docs/methods.md §4).
 //!
 //! # Finite scores (the contract)
 //! Parameters are bounded: β_q, β_g and NNN's α are at most [`MAX_PARAM`] (1e30; `Params::validate`
