@@ -2,12 +2,10 @@
 //! caller resizing or detaching its buffers mid-run cannot affect it), runs the search on the libuv
 //! pool and converts the result.
 
-use std::sync::Arc;
-
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
-use super::{guarded, job_state, with_control, JobState, NativeJob, NativeMatrix};
+use super::{job_state, NativeJob, NativeMatrix, Run};
 use crate::error::Error as DbError;
 use crate::kernels::similarity::{prepare, Metric};
 use crate::matrix::MatRef;
@@ -113,7 +111,6 @@ pub struct TuneTask {
     offsets: Vec<u32>,
     items: Vec<u32>,
     cfg: NativeTuneConfig,
-    job: Option<Arc<JobState>>,
 }
 
 impl TuneTask {
@@ -159,29 +156,17 @@ impl TuneTask {
     }
 }
 
-impl Task for TuneTask {
-    type Output = TuneResult;
-    type JsValue = NativeTuneResult;
-    fn compute(&mut self) -> napi::Result<TuneResult> {
-        let this = &*self;
-        guarded(|| with_control(&this.job, |ctl| this.run(ctl)))
-    }
-    fn resolve(&mut self, _env: Env, out: TuneResult) -> napi::Result<NativeTuneResult> {
-        Ok(result_out(out))
-    }
-}
-
 /// Tunes method parameters on paired banks (see [`crate::tune`]). `offsets`/`items` map each
 /// query-bank row to the gallery-bank rows it describes (CSR, `offsets.length == queryBank.rows + 1`).
 /// The inputs are copied before the task starts.
 #[napi(ts_return_type = "Promise<NativeTuneResult>")]
-pub fn tune(query_bank: NativeMatrix, gallery_bank: NativeMatrix, offsets: Uint32Array, items: Uint32Array, cfg: NativeTuneConfig, job: Option<&NativeJob>) -> AsyncTask<TuneTask> {
-    AsyncTask::new(TuneTask {
+pub fn tune(query_bank: NativeMatrix, gallery_bank: NativeMatrix, offsets: Uint32Array, items: Uint32Array, cfg: NativeTuneConfig, job: Option<&NativeJob>) -> AsyncTask<Run<TuneResult, NativeTuneResult>> {
+    let task = TuneTask {
         query_bank: (query_bank.data.to_vec(), query_bank.rows as usize, query_bank.cols as usize),
         gallery_bank: (gallery_bank.data.to_vec(), gallery_bank.rows as usize, gallery_bank.cols as usize),
         offsets: offsets.to_vec(),
         items: items.to_vec(),
         cfg,
-        job: job_state(job),
-    })
+    };
+    Run::spawn(move |ctl| task.run(ctl), job_state(job), result_out)
 }
