@@ -9,7 +9,7 @@ import type { Metric } from './similarity.js';
 import { RUN_KEYS, U32_MAX, count, describe, oneOf, options } from './validate.js';
 
 /**
- * A normalisation method (formulas in the README and `spec/methods.md`):
+ * A normalisation method (formulas in the README and `docs/methods.md`):
  *
  * | method | banks | score ℓ(q, j) |
  * |---|---|---|
@@ -28,7 +28,7 @@ export type Method = 'none' | 'is' | 'dis' | 'dual-is' | 'dual-dis' | 'csls' | '
 /** Every method, in table order (read from the Rust core's method registry, see {@link METHOD_INFO}). */
 export const METHODS: readonly Method[] = Object.freeze(METHOD_INFO.map((m) => m.id as Method));
 
-/** Method and parameters. Unset values take the defaults of spec §2.2 (see {@link resolveOptions}). */
+/** Method and parameters. Unset values take the defaults of docs/methods.md §2.2 (see {@link resolveOptions}). */
 export interface MethodOptions {
   /** The normalisation method (see {@link Method}). */
   method: Method;
@@ -558,7 +558,7 @@ export class Normalizer {
 
   /**
    * Gallery vectors for a plain inner-product index that returns exactly the normalised ranking
-   * (spec §4): row j is `[g_j ; −b_j]` with `g_j` as compared (unit rows under cosine) and the
+   * (docs/methods.md §4): row j is `[g_j ; −b_j]` with `g_j` as compared (unit rows under cosine) and the
    * per-item bias `b_j` (IS: L_q/β_q; DualIS: (L_q+L_g)/(β_q+β_g); CSLS: r_S/2; NNN: α·mean). DIS
    * adds one column −L_q/β_q and DualDIS two (−L_q, −L_g over β_q+β_g); query them with
    * {@link Normalizer.augmentQueries}, which applies the gates. n_g × (d + 1), or d + 2 for `dual-dis`.
