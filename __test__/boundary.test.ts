@@ -76,10 +76,13 @@ describe('counts and indices', () => {
     expect(n.addGallerySync({ count: 2 })).toBe(5);
   });
 
-  it('fitSimilarities galleryCount: negative, float, 2^32 are ERR_PARAM', () => {
-    for (const galleryCount of [-1, 2.5, 2 ** 32]) {
+  it('fitSimilarities galleryCount: negative, float, 2^32, or too large to allocate are ERR_PARAM (never an abort)', async () => {
+    for (const galleryCount of [-1, 2.5, 2 ** 32, 2 ** 32 - 1]) {
       expect(code(() => Normalizer.fitSimilaritiesSync({ galleryCount }, { method: 'none' }))).toMatch(/^ERR_PARAM: galleryCount/);
     }
+    expect(await acode(Normalizer.fitSimilarities({ galleryCount: 2 ** 32 - 1 }, { method: 'none' }))).toMatch(/^ERR_PARAM: galleryCount/);
+    const n = Normalizer.fitSimilaritiesSync({ galleryCount: 3 }, { method: 'none' });
+    expect(code(() => n.addGallerySync({ count: 2 ** 32 - 1 }))).toMatch(/^ERR_PARAM: the new gallery size/);
   });
 
   it('search k: 0, float, ≥ 2^32 are ERR_PARAM', () => {

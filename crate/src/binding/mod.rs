@@ -220,7 +220,19 @@ fn opt_view<'a>(m: &'a Option<NativeMatrix>, name: &str) -> crate::Result<Option
     m.as_ref().map(|m| m.view(name)).transpose()
 }
 
+/// `ERR_PARAM` unless `n` per-item values of type `T` can be allocated: a count that crosses the
+/// boundary must never size an allocation that aborts the process (allocation failure is not
+/// catchable). Probed with `try_reserve_exact` and released at once.
+pub(crate) fn probe_alloc<T>(n: usize, what: &str) -> crate::Result<()> {
+    let mut v: Vec<T> = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| DbError::param(format!("{what} = {n} needs {} bytes of per-item state, which cannot be allocated", n.saturating_mul(std::mem::size_of::<T>()))))
+}
+
 fn fit_impl(input: &NativeFitInput, params: &NativeParams, ctl: &Control) -> crate::Result<Normalizer> {
+    if let Some(c) = input.gallery_count {
+        // per-item statistics and scorer biases are f64, several vectors of them
+        probe_alloc::<[f64; 4]>(c as usize, "galleryCount")?;
+    }
     let (method, p) = parse_params(params)?;
     match input.mode.as_str() {
         "embeddings" => {

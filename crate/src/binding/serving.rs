@@ -58,9 +58,11 @@ type Extended = (Arc<Normalizer>, Option<Normalizer>);
 
 fn add_work(base: Arc<Normalizer>, input: NativeAddInput) -> impl FnOnce(&Control) -> crate::Result<Extended> + Send + 'static {
     move |ctl| {
-        if add_count(&input)? == 0 {
+        let count = add_count(&input)?;
+        if count == 0 {
             return Ok((base, None));
         }
+        super::probe_alloc::<[f64; 4]>(base.n_gallery.saturating_add(count), "the new gallery size")?;
         let out = add_impl(&base, &input, ctl)?;
         Ok((base, Some(out)))
     }
