@@ -22,6 +22,11 @@ pub enum ErrorCode {
     Aborted,
     /// A bug: an internal invariant was violated (or a panic was caught at the FFI boundary).
     Internal,
+    /// The operation needs a full normaliser but was given a partial one (one shard of a fit).
+    Partial,
+    /// Partial normalisers cannot be merged: they overlap, leave rows uncovered, or disagree
+    /// (method, parameters, metric, dimension, totals).
+    Merge,
 }
 
 impl ErrorCode {
@@ -35,6 +40,8 @@ impl ErrorCode {
             ErrorCode::Io => "ERR_IO",
             ErrorCode::Aborted => "ERR_ABORTED",
             ErrorCode::Internal => "ERR_INTERNAL",
+            ErrorCode::Partial => "ERR_PARTIAL",
+            ErrorCode::Merge => "ERR_MERGE",
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod normalizer;
 pub mod rows;
 pub mod npy;
 pub mod persist;
+pub mod shard;
 
 #[cfg(feature = "binding")]
 mod binding;
