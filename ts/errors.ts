@@ -12,6 +12,8 @@
  * | `ERR_LEAK` | test queries are query-bank rows, or gallery items are gallery-bank rows (with `leakGuard: 'strict'`) |
  * | `ERR_ABORTED` | the operation was cancelled through an `AbortSignal` (the error's `name` is `AbortError`) |
  * | `ERR_INTERNAL` | a bug in dbnorm (please report it) |
+ * | `ERR_PARTIAL` | the operation needs a full normaliser but got a partial one (one shard of a fit; merge the parts first) |
+ * | `ERR_MERGE` | partial normalisers cannot be merged: they overlap, leave rows uncovered, or disagree (method, β, metric, dimension, totals) |
  *
  * @module
  */
@@ -26,7 +28,9 @@ export type ErrorCode =
   | 'ERR_IO'
   | 'ERR_LEAK'
   | 'ERR_ABORTED'
-  | 'ERR_INTERNAL';
+  | 'ERR_INTERNAL'
+  | 'ERR_PARTIAL'
+  | 'ERR_MERGE';
 
 const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'ERR_SHAPE',
@@ -38,6 +42,8 @@ const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'ERR_LEAK',
   'ERR_ABORTED',
   'ERR_INTERNAL',
+  'ERR_PARTIAL',
+  'ERR_MERGE',
 ]);
 
 /**

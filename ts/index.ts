@@ -23,8 +23,10 @@ export {
   type Method,
   type MethodOptions,
   type ResolvedOptions,
+  type ShardedFitOptions,
   type TopK,
 } from './normalizer.js';
+export { PartialNormalizer, evenSplit, type MergePart, type ShardOptions, type ShardRange } from './shard.js';
 export { syntheticBenchmark, type SyntheticBenchmark, type SyntheticOptions } from './synthetic.js';
 export {
   evaluate,

@@ -5,6 +5,7 @@ import { Matrix, type MatrixLike } from './matrix.js';
 import { native } from './native.js';
 import { loadNormalizer, loadNormalizerSync, saveNormalizer, saveNormalizerSync } from './persist.js';
 import type { Metric } from './similarity.js';
+import { type MergePart, type PartialNormalizer, type ShardOptions, fitPartial, fitPartialSync, mergeParts, mergePartsSync } from './shard.js';
 
 /**
  * A normalisation method (formulas in the README and `spec/methods.md`):
@@ -87,6 +88,17 @@ export interface FitOptions extends MethodOptions, RunOptions {
    * with the test queries themselves inflates results.
    */
   leakGuard?: 'warn' | 'strict' | 'off';
+}
+
+/**
+ * Options of a sharded fit: `shard` says which slice of the whole fit this process sees (see
+ * {@link ShardOptions}); the fit returns a {@link PartialNormalizer} to save and later merge with
+ * {@link Normalizer.merge}.
+ */
+export type ShardedFitOptions = FitOptions & { shard: ShardOptions };
+
+function shardOf(opts: unknown): unknown {
+  return opts !== null && typeof opts === 'object' ? (opts as { shard?: unknown }).shard : undefined;
 }
 
 /** New gallery items in similarity mode: their similarities to the fit-time banks (rows in bank order). */
@@ -281,15 +293,23 @@ export class Normalizer {
    * block and never held in memory at once.
    * @throws {@link DbnormError} `ERR_SHAPE`, `ERR_NON_FINITE`, `ERR_PARAM`, `ERR_EMPTY_BANK`, `ERR_ABORTED`
    */
-  static async fit(data: FitData, opts: FitOptions): Promise<Normalizer> {
+  static fit(data: FitData, opts: ShardedFitOptions): Promise<PartialNormalizer>;
+  static fit(data: FitData, opts: FitOptions): Promise<Normalizer>;
+  static async fit(data: FitData, opts: FitOptions): Promise<Normalizer | PartialNormalizer> {
     const { input, resolved } = prepareFit(data, opts);
+    const shard = shardOf(opts);
+    if (shard !== undefined) return fitPartial(input, toNativeParams(resolved), resolved, shard, opts);
     const n = await runJob(opts, (job) => native.NativeNormalizer.fit(input, toNativeParams(resolved), job));
     return new Normalizer(n, resolved).#withGuard(opts.leakGuard);
   }
 
   /** Synchronous {@link Normalizer.fit}: blocks the event loop, so use it for small inputs only. */
-  static fitSync(data: FitData, opts: MethodOptions & Pick<FitOptions, 'leakGuard'>): Normalizer {
+  static fitSync(data: FitData, opts: MethodOptions & Pick<FitOptions, 'leakGuard'> & { shard: ShardOptions }): PartialNormalizer;
+  static fitSync(data: FitData, opts: MethodOptions & Pick<FitOptions, 'leakGuard'>): Normalizer;
+  static fitSync(data: FitData, opts: MethodOptions & Pick<FitOptions, 'leakGuard'>): Normalizer | PartialNormalizer {
     const { input, resolved } = prepareFit(data, opts);
+    const shard = shardOf(opts);
+    if (shard !== undefined) return fitPartialSync(input, toNativeParams(resolved), resolved, shard);
     return new Normalizer(callNative(() => native.NativeNormalizer.fitSync(input, toNativeParams(resolved))), resolved).#withGuard(opts.leakGuard);
   }
 
@@ -312,15 +332,23 @@ export class Normalizer {
    * Fits from precomputed similarities (e.g. ×100 logits from CLIP4Clip). β has no default here.
    * Score later with query × gallery similarity matrices of the same scale.
    */
-  static async fitSimilarities(data: FitSimilaritiesData, opts: MethodOptions & RunOptions): Promise<Normalizer> {
+  static fitSimilarities(data: FitSimilaritiesData, opts: MethodOptions & RunOptions & { shard: ShardOptions }): Promise<PartialNormalizer>;
+  static fitSimilarities(data: FitSimilaritiesData, opts: MethodOptions & RunOptions): Promise<Normalizer>;
+  static async fitSimilarities(data: FitSimilaritiesData, opts: MethodOptions & RunOptions): Promise<Normalizer | PartialNormalizer> {
     const { input, resolved } = prepareFitSims(data, opts);
+    const shard = shardOf(opts);
+    if (shard !== undefined) return fitPartial(input, toNativeParams(resolved), resolved, shard, opts);
     const n = await runJob(opts, (job) => native.NativeNormalizer.fit(input, toNativeParams(resolved), job));
     return new Normalizer(n, resolved);
   }
 
   /** Synchronous {@link Normalizer.fitSimilarities}: small inputs only. */
-  static fitSimilaritiesSync(data: FitSimilaritiesData, opts: MethodOptions): Normalizer {
+  static fitSimilaritiesSync(data: FitSimilaritiesData, opts: MethodOptions & { shard: ShardOptions }): PartialNormalizer;
+  static fitSimilaritiesSync(data: FitSimilaritiesData, opts: MethodOptions): Normalizer;
+  static fitSimilaritiesSync(data: FitSimilaritiesData, opts: MethodOptions): Normalizer | PartialNormalizer {
     const { input, resolved } = prepareFitSims(data, opts);
+    const shard = shardOf(opts);
+    if (shard !== undefined) return fitPartialSync(input, toNativeParams(resolved), resolved, shard);
     return new Normalizer(callNative(() => native.NativeNormalizer.fitSync(input, toNativeParams(resolved))), resolved);
   }
 
@@ -555,6 +583,25 @@ export class Normalizer {
   /** Synchronous {@link Normalizer.save}: blocks the event loop while writing, so use it for small normalisers. */
   saveSync(path: string): void {
     saveNormalizerSync(this.#native, path);
+  }
+
+  /**
+   * Merges the shards of a sharded fit ({@link PartialNormalizer}s or paths of saved ones, in any
+   * order) into the full normaliser, off the event loop. Equal to the one-shot fit: bit-identical
+   * where every statistic is an exact selection or concatenation, else within float32 rounding
+   * (see `crate/src/shard/mod.rs`).
+   * @throws {@link DbnormError} `ERR_MERGE` (no parts; parts that overlap, leave gallery or bank rows
+   *   uncovered, or disagree on method, parameters, mode, metric, dimension or totals), `ERR_FORMAT`, `ERR_IO`
+   */
+  static async merge(parts: readonly MergePart[], opts?: RunOptions & Pick<FitOptions, 'leakGuard'>): Promise<Normalizer> {
+    const { native: n, options } = await mergeParts(parts, opts);
+    return new Normalizer(n, options).#withGuard(opts?.leakGuard);
+  }
+
+  /** Synchronous {@link Normalizer.merge}: small fits only. */
+  static mergeSync(parts: readonly MergePart[], opts?: Pick<FitOptions, 'leakGuard'>): Normalizer {
+    const { native: n, options } = mergePartsSync(parts);
+    return new Normalizer(n, options).#withGuard(opts?.leakGuard);
   }
 
   /**

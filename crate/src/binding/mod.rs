@@ -477,3 +477,4 @@ mod eval;
 mod npy;
 mod persist;
 mod serving;
+mod shard;

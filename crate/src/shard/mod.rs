@@ -314,8 +314,9 @@ fn bank_parts<'p>(parts: &[(usize, &'p PartialFit)], bank: impl Fn(&PartialFit) 
 /// `ERR_MERGE` if there are no parts, if they disagree (method, parameters, mode, metric,
 /// dimension, the totals of the gallery or a bank, or the rows two parts share), if two parts cover
 /// the same gallery × bank rows, or if some rows are covered by none.
-pub fn merge(parts: &[PartialFit], ctl: &Control) -> Result<Normalizer> {
-    let Some(first) = parts.first() else { return Err(merge_err("no parts to merge")) };
+pub fn merge<P: std::borrow::Borrow<PartialFit>>(parts: &[P], ctl: &Control) -> Result<Normalizer> {
+    let parts: Vec<&PartialFit> = parts.iter().map(|p| p.borrow()).collect();
+    let Some(&first) = parts.first() else { return Err(merge_err("no parts to merge")) };
     let (method, params, mode) = (first.method, first.params, first.mode.clone());
     let n = first.gallery_range.total;
     let totals = |p: &PartialFit| (p.query_stats.as_ref().map(|b| b.range.total), p.gallery_stats.as_ref().map(|b| b.range.total));
@@ -346,7 +347,7 @@ pub fn merge(parts: &[PartialFit], ctl: &Control) -> Result<Normalizer> {
     order.sort_by_key(|&i| (parts[i].gallery_range.start, i));
     let mut groups: Vec<Vec<(usize, &PartialFit)>> = Vec::new();
     for &i in &order {
-        let p = &parts[i];
+        let p = parts[i];
         match groups.last_mut() {
             Some(g) if g[0].1.gallery_range.start == p.gallery_range.start => {
                 if g[0].1.gallery_range.count != p.gallery_range.count {
