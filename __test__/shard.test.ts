@@ -171,7 +171,7 @@ describe('coded errors', () => {
     expect(code(() => Normalizer.mergeSync(method))).toMatch(/^ERR_MERGE: .*method/);
     // metric / dimension / totals
     const dot = Normalizer.fitSync({ gallery: rows(g, 0, 20), queryBank: rows(q, 0, 25), galleryBank: rows(b, 0, 15), metric: 'dot' }, { ...opts('dual-dis', true), betaQuery: 20, betaGallery: 1, shard: { gallery: [0, 40], queryBank: [0, 50], galleryBank: [0, 30] } });
-    expect(code(() => Normalizer.mergeSync([dot, ...grid().slice(1)]))).toMatch(/^ERR_MERGE: .*mode embeddings \(dot metric/);
+    expect(code(() => Normalizer.mergeSync([dot, ...grid().slice(1)]))).toMatch(/^ERR_MERGE: .*mode embeddings \(cosine metric, dim 8\) vs embeddings \(dot metric/);
     const g2 = randomMatrix(20, 9, 1);
     const q2 = randomMatrix(25, 9, 2);
     const b2 = randomMatrix(15, 9, 3);

@@ -12,6 +12,7 @@
  * | `ERR_LEAK` | test queries are query-bank rows, or gallery items are gallery-bank rows (with `leakGuard: 'strict'`) |
  * | `ERR_ABORTED` | the operation was cancelled through an `AbortSignal` (the error's `name` is `AbortError`) |
  * | `ERR_INTERNAL` | a bug in dbnorm (please report it) |
+ * | `ERR_NO_BINDING` | no native or WebAssembly build of dbnorm fits this machine (the message names the platform, the packages tried and the fix) |
  * | `ERR_PARTIAL` | the operation needs a full normaliser but got a partial one (one shard of a fit; merge the parts first) |
  * | `ERR_MERGE` | partial normalisers cannot be merged: they overlap, leave rows uncovered, or disagree (method, β, metric, dimension, totals) |
  *
@@ -29,6 +30,7 @@ export type ErrorCode =
   | 'ERR_LEAK'
   | 'ERR_ABORTED'
   | 'ERR_INTERNAL'
+  | 'ERR_NO_BINDING'
   | 'ERR_PARTIAL'
   | 'ERR_MERGE';
 
@@ -42,6 +44,7 @@ const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'ERR_LEAK',
   'ERR_ABORTED',
   'ERR_INTERNAL',
+  'ERR_NO_BINDING',
   'ERR_PARTIAL',
   'ERR_MERGE',
 ]);
