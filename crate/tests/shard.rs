@@ -293,7 +293,7 @@ fn merge_refuses_bad_part_sets() {
         let parts = grid(Method::DualDis, &p, emb, 3, 2);
         assert!(merge(&parts, &ctl).is_ok());
         // nothing
-        assert_eq!(code(merge(&[], &ctl)), ErrorCode::Merge);
+        assert_eq!(code(merge::<PartialFit>(&[], &ctl)), ErrorCode::Merge);
         // missing part (a gap in the bank of one gallery range, then a whole gallery range)
         let mut gap = parts.clone();
         gap.remove(3);
