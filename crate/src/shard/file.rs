@@ -34,8 +34,7 @@
 //! every declared length against the file size (before allocating), checksum, then consistency
 //! (ranges inside their totals, lengths, finiteness, index ranges, sorted lists, valid parameters).
 
-use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
 
 use super::{PartialBank, PartialFit, Range};
@@ -202,27 +201,10 @@ pub fn to_bytes(p: &PartialFit) -> Vec<u8> {
     v
 }
 
-/// Saves atomically (a temporary file next to `path`, synced, renamed over it). `ERR_IO` on failure.
+/// Saves atomically with [`crate::fileio::write_atomic`] (the rules of [`crate::persist::save`]).
+/// `ERR_IO` on failure.
 pub fn save(p: &PartialFit, path: impl AsRef<Path>) -> Result<()> {
-    let path = path.as_ref();
-    let io_err = |what: &str, e: io::Error| Error::new(ErrorCode::Io, format!("{}: {what}: {e}", path.display()));
-    let name = path.file_name().ok_or_else(|| Error::new(ErrorCode::Io, format!("{}: cannot write: not a file path", path.display())))?;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let tmp = dir.join(format!(".{}.{}.{}.part.tmp", name.to_string_lossy(), std::process::id(), COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
-    let r = (|| -> Result<()> {
-        let f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| io_err("cannot create a temporary file next to it", e))?;
-        let mut w = BufWriter::with_capacity(1 << 20, f);
-        write_to(p, &mut w).map_err(|e| io_err("cannot write", e))?;
-        let f = w.into_inner().map_err(|e| io_err("cannot write", e.into_error()))?;
-        f.sync_all().map_err(|e| io_err("cannot sync", e))?;
-        drop(f);
-        std::fs::rename(&tmp, path).map_err(|e| io_err("cannot replace", e))
-    })();
-    if r.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    r
+    crate::fileio::write_atomic(path.as_ref(), |mut w: &mut dyn Write| write_to(p, &mut w))
 }
 
 fn ferr(name: &str, what: impl std::fmt::Display) -> Error {
@@ -251,17 +233,13 @@ pub fn is_partial_header(header: &[u8]) -> bool {
 pub fn load(path: impl AsRef<Path>) -> Result<PartialFit> {
     let path = path.as_ref();
     let name = path.display().to_string();
-    let mut f = File::open(path).map_err(|e| Error::new(ErrorCode::Io, format!("{name}: cannot open: {e}")))?;
-    let meta = f.metadata().map_err(|e| Error::new(ErrorCode::Io, format!("{name}: cannot read: {e}")))?;
-    if !meta.is_file() {
-        return Err(Error::new(ErrorCode::Io, format!("{name}: cannot read: not a regular file")));
-    }
+    let (mut f, len) = crate::fileio::open_regular(path, &name)?;
     // The header is checked against the file length before the body is read (see `from_bytes`).
-    let mut head = vec![0u8; (meta.len().min(PARTIAL_HEADER_LEN as u64)) as usize];
+    let mut head = vec![0u8; (len.min(PARTIAL_HEADER_LEN as u64)) as usize];
     f.read_exact(&mut head).map_err(|e| Error::new(ErrorCode::Io, format!("{name}: cannot read: {e}")))?;
-    check_header(&head, meta.len(), &name)?;
+    check_header(&head, len, &name)?;
     let mut bytes = head;
-    bytes.reserve_exact(meta.len() as usize - bytes.len());
+    bytes.reserve_exact(len as usize - bytes.len());
     f.read_to_end(&mut bytes).map_err(|e| Error::new(ErrorCode::Io, format!("{name}: cannot read: {e}")))?;
     from_bytes(&bytes, &name)
 }
