@@ -97,7 +97,10 @@ export interface FitOptions extends MethodOptions, RunOptions {
  * {@link ShardOptions}); the fit returns a {@link PartialNormalizer} to save and later merge with
  * {@link Normalizer.merge}.
  */
-export type ShardedFitOptions = FitOptions & { shard: ShardOptions };
+export type ShardedFitOptions = FitOptions & {
+  /** Which slice of the whole fit this process sees. */
+  shard: ShardOptions;
+};
 
 /** Option keys of the fits besides the method parameters (`shard`: see {@link ShardedFitOptions}). */
 const FIT_KEYS: readonly string[] = [...RUN_KEYS, 'leakGuard', 'shard'];

@@ -47,6 +47,16 @@ export interface ShardRange {
   total: number;
 }
 
+/** What a {@link PartialNormalizer} covers. */
+export interface ShardCoverage {
+  /** Gallery rows. */
+  gallery: ShardRange;
+  /** Query-bank rows (absent when the method uses no query bank). */
+  queryBank?: ShardRange;
+  /** Gallery-bank rows (absent when the method uses no gallery bank). */
+  galleryBank?: ShardRange;
+}
+
 const AXES = ['gallery', 'queryBank', 'galleryBank'] as const;
 
 /** Validates `shard` (`ERR_PARAM`) into the native form; row counts are checked natively. @internal */
@@ -140,7 +150,7 @@ export class PartialNormalizer {
   }
 
   /** The slices this shard covers (a bank the method does not use is absent). */
-  get shard(): { gallery: ShardRange; queryBank?: ShardRange; galleryBank?: ShardRange } {
+  get shard(): ShardCoverage {
     const i = this.#native.info();
     return { gallery: i.gallery, ...(i.queryBank ? { queryBank: i.queryBank } : {}), ...(i.galleryBank ? { galleryBank: i.galleryBank } : {}) };
   }
