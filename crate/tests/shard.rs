@@ -280,6 +280,23 @@ fn gallery_only_shards_are_bit_identical() {
     }
 }
 
+#[test]
+fn gallery_ranges_may_split_the_banks_differently() {
+    let mut rng = Rng(21);
+    for emb in [true, false] {
+        let p = problem(&mut rng, false);
+        let full = one_shot(Method::DualDis, &p, emb);
+        let mut parts: Vec<PartialFit> = (0..2).map(|j| shard(Method::DualDis, &p, emb, (0, 2), (j, 2), params())).collect();
+        parts.extend((0..3).map(|j| shard(Method::DualDis, &p, emb, (1, 2), (j, 3), params())));
+        let merged = merge(&parts, &Control::none()).unwrap();
+        assert_eq!(merged.query_bank, full.query_bank);
+        let (a, b) = (scores(&merged, &p, emb), scores(&full, &p, emb));
+        for (x, y) in a.iter().zip(&b) {
+            assert!(ulps(*x, *y) <= 2 || (x - y).abs() <= 1e-5, "{x} vs {y}");
+        }
+    }
+}
+
 fn code<T: std::fmt::Debug>(r: dbnorm::Result<T>) -> ErrorCode {
     r.expect_err("expected an error").code
 }

@@ -326,7 +326,20 @@ pub fn merge<P: std::borrow::Borrow<PartialFit>>(parts: &[P], ctl: &Control) -> 
             return Err(at(format!("method '{}' vs '{}'", p.method.as_str(), method.as_str())));
         }
         if !params_eq(&p.params, &params) {
-            return Err(at(format!("parameters {:?} vs {:?}", p.params, params)));
+            let (a, b) = (&p.params, &params);
+            let diffs: Vec<String> = [
+                ("betaQuery", a.beta_query.to_string(), b.beta_query.to_string()),
+                ("betaGallery", a.beta_gallery.to_string(), b.beta_gallery.to_string()),
+                ("k", a.k.to_string(), b.k.to_string()),
+                ("cslsK", a.csls_k.to_string(), b.csls_k.to_string()),
+                ("nnnK", a.nnn_k.to_string(), b.nnn_k.to_string()),
+                ("nnnAlpha", a.nnn_alpha.to_string(), b.nnn_alpha.to_string()),
+            ]
+            .into_iter()
+            .filter(|(_, x, y)| x != y)
+            .map(|(n, x, y)| format!("{n} {x} vs {y}"))
+            .collect();
+            return Err(at(format!("parameters ({})", diffs.join(", "))));
         }
         if p.mode != mode {
             return Err(at(format!("mode {} vs {}", describe_mode(&p.mode), describe_mode(&mode))));
@@ -410,11 +423,15 @@ pub fn merge<P: std::borrow::Borrow<PartialFit>>(parts: &[P], ctl: &Control) -> 
             for (_, p) in base {
                 out.extend_from_slice(pick(p));
             }
+            // Gallery ranges may split a bank differently: compare the concatenated rows.
             for other in &bgroups[1..] {
-                for ((i, p), (j, b)) in other.iter().zip(base) {
-                    if pick(p) != pick(b) {
-                        return Err(merge_err(format!("parts {i} and {j} hold different {name} rows for the same range")));
+                let mut at = 0;
+                for (i, p) in other {
+                    let rows = pick(p);
+                    if out.get(at..at + rows.len()) != Some(&rows[..]) {
+                        return Err(merge_err(format!("part {i} holds {name} rows that differ from part {}'s", base[0].0)));
                     }
+                    at += rows.len();
                 }
             }
             debug_assert_eq!(out.len() % dim.max(1), 0);
