@@ -56,7 +56,7 @@ describe('dbnorm fit --shard / merge', () => {
       const r = run(['merge', ...parts.slice(1), '--out', `${tag}-bad.dbn`]);
       expect(r.status).toBe(1);
       expect(r.stderr).toMatch(/ERR_MERGE: .*missing/);
-    });
+    }, 120_000); // ten child processes: a limit for loaded machines, not a timing target
   }
 
   it('usage errors exit 2', () => {
@@ -69,5 +69,5 @@ describe('dbnorm fit --shard / merge', () => {
     expect(run(['fit', '--gallery', 'g.npy', '--query-bank-sims', 'qs.npy', '--method', 'is', '--out', 'x.dbn']).status).toBe(2);
     // more shards than rows: a runtime parameter error
     expect(run(['fit', '--gallery', 'g.npy', '--query-bank', 'q.npy', '--method', 'is', '--out', 'x.dbn', '--shard', 'gallery=0/500']).status).toBe(1);
-  });
+  }, 120_000);
 });

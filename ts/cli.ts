@@ -9,6 +9,7 @@ import { Command, CommanderError } from 'commander';
 import { registerDemo } from './commands/demo.js';
 import { registerEval } from './commands/eval.js';
 import { registerShard } from './commands/shard.js';
+import { registerTune } from './commands/tune.js';
 import { DbnormError } from './errors.js';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
   registerDemo(program);
   registerEval(program);
   registerShard(program);
+  registerTune(program);
   return program;
 }
 

@@ -230,7 +230,7 @@ export class PartialNormalizer {
 
 function checkPath(path: unknown): string {
   if (typeof path !== 'string' || path.length === 0) {
-    throw new TypeError(`path must be a non-empty string, got ${path === null ? 'null' : typeof path}`);
+    throw new DbnormError('ERR_PARAM', `path must be a non-empty string, got ${path === null ? 'null' : typeof path}`);
   }
   return path;
 }

@@ -20,6 +20,7 @@ pub mod npy;
 pub mod fileio;
 pub mod persist;
 pub mod shard;
+pub mod tune;
 
 #[cfg(feature = "binding")]
 mod binding;

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
-use super::{guarded, job_state, opt_view, parse_params, with_control, JobState, NativeFitInput, NativeJob, NativeNormalizer, NativeParams};
+use super::{job_state, opt_view, parse_params, run_sync, Code, NativeFitInput, NativeJob, NativeNormalizer, NativeParams, Run};
 use crate::control::Control;
+use crate::normalizer::Normalizer;
 use crate::error::Error as DbError;
 use crate::kernels::similarity::Metric;
 use crate::normalizer::Mode;
@@ -90,52 +91,26 @@ pub struct NativePartial {
     inner: Arc<PartialFit>,
 }
 
-pub struct PartialFitTask {
-    input: NativeFitInput,
-    params: NativeParams,
-    spec: NativeShardSpec,
-    job: Option<Arc<JobState>>,
+fn wrap(p: PartialFit) -> NativePartial {
+    NativePartial { inner: Arc::new(p) }
 }
 
-impl Task for PartialFitTask {
-    type Output = PartialFit;
-    type JsValue = NativePartial;
-    fn compute(&mut self) -> napi::Result<PartialFit> {
-        guarded(|| with_control(&self.job, |ctl| fit_partial(&self.input, &self.params, &self.spec, ctl)))
-    }
-    fn resolve(&mut self, _env: Env, out: PartialFit) -> napi::Result<NativePartial> {
-        Ok(NativePartial { inner: Arc::new(out) })
+fn fit_work(input: NativeFitInput, params: NativeParams, s: NativeShardSpec) -> impl FnOnce(&Control) -> crate::Result<PartialFit> + Send + 'static {
+    move |ctl| fit_partial(&input, &params, &s, ctl)
+}
+
+// Saving and loading are one block each: the signal is checked before the file is touched.
+fn save_work(inner: Arc<PartialFit>, path: String) -> impl FnOnce(&Control) -> crate::Result<()> + Send + 'static {
+    move |ctl| {
+        ctl.check()?;
+        shard::file::save(&inner, &path)
     }
 }
 
-pub struct PartialSaveTask {
-    inner: Arc<PartialFit>,
-    path: String,
-}
-
-impl Task for PartialSaveTask {
-    type Output = ();
-    type JsValue = ();
-    fn compute(&mut self) -> napi::Result<()> {
-        guarded(|| shard::file::save(&self.inner, &self.path))
-    }
-    fn resolve(&mut self, _env: Env, _out: ()) -> napi::Result<()> {
-        Ok(())
-    }
-}
-
-pub struct PartialLoadTask {
-    path: String,
-}
-
-impl Task for PartialLoadTask {
-    type Output = PartialFit;
-    type JsValue = NativePartial;
-    fn compute(&mut self) -> napi::Result<PartialFit> {
-        guarded(|| shard::file::load(&self.path))
-    }
-    fn resolve(&mut self, _env: Env, out: PartialFit) -> napi::Result<NativePartial> {
-        Ok(NativePartial { inner: Arc::new(out) })
+fn load_work(path: String) -> impl FnOnce(&Control) -> crate::Result<PartialFit> + Send + 'static {
+    move |ctl| {
+        ctl.check()?;
+        shard::file::load(&path)
     }
 }
 
@@ -143,34 +118,34 @@ impl Task for PartialLoadTask {
 impl NativePartial {
     /// Fits one shard synchronously (small inputs only).
     #[napi(factory)]
-    pub fn fit_sync(input: NativeFitInput, params: NativeParams, shard: NativeShardSpec) -> napi::Result<NativePartial> {
-        guarded(|| fit_partial(&input, &params, &shard, &Control::none())).map(|p| NativePartial { inner: Arc::new(p) })
+    pub fn fit_sync(input: NativeFitInput, params: NativeParams, shard: NativeShardSpec) -> napi::Result<NativePartial, Code> {
+        run_sync(fit_work(input, params, shard), wrap)
     }
 
     /// Fits one shard on the libuv thread pool; observes `job`.
     #[napi(ts_return_type = "Promise<NativePartial>")]
-    pub fn fit(input: NativeFitInput, params: NativeParams, shard: NativeShardSpec, job: Option<&NativeJob>) -> AsyncTask<PartialFitTask> {
-        AsyncTask::new(PartialFitTask { input, params, spec: shard, job: job_state(job) })
+    pub fn fit(input: NativeFitInput, params: NativeParams, shard: NativeShardSpec, job: Option<&NativeJob>) -> AsyncTask<Run<PartialFit, NativePartial>> {
+        Run::spawn(fit_work(input, params, shard), job_state(job), wrap)
     }
 
     #[napi]
-    pub fn save_sync(&self, path: String) -> napi::Result<()> {
-        guarded(|| shard::file::save(&self.inner, &path))
+    pub fn save_sync(&self, path: String) -> napi::Result<(), Code> {
+        run_sync(save_work(self.inner.clone(), path), |()| ())
     }
 
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn save(&self, path: String) -> AsyncTask<PartialSaveTask> {
-        AsyncTask::new(PartialSaveTask { inner: self.inner.clone(), path })
+    pub fn save(&self, path: String, job: Option<&NativeJob>) -> AsyncTask<Run<(), ()>> {
+        Run::spawn(save_work(self.inner.clone(), path), job_state(job), |()| ())
     }
 
     #[napi(factory)]
-    pub fn load_sync(path: String) -> napi::Result<NativePartial> {
-        guarded(|| shard::file::load(&path)).map(|p| NativePartial { inner: Arc::new(p) })
+    pub fn load_sync(path: String) -> napi::Result<NativePartial, Code> {
+        run_sync(load_work(path), wrap)
     }
 
     #[napi(ts_return_type = "Promise<NativePartial>")]
-    pub fn load(path: String) -> AsyncTask<PartialLoadTask> {
-        AsyncTask::new(PartialLoadTask { path })
+    pub fn load(path: String, job: Option<&NativeJob>) -> AsyncTask<Run<PartialFit, NativePartial>> {
+        Run::spawn(load_work(path), job_state(job), wrap)
     }
 
     #[napi]
@@ -211,20 +186,8 @@ pub struct NativeMerger {
     parts: Vec<Arc<PartialFit>>,
 }
 
-pub struct MergeTask {
-    parts: Vec<Arc<PartialFit>>,
-    job: Option<Arc<JobState>>,
-}
-
-impl Task for MergeTask {
-    type Output = crate::normalizer::Normalizer;
-    type JsValue = NativeNormalizer;
-    fn compute(&mut self) -> napi::Result<Self::Output> {
-        guarded(|| with_control(&self.job, |ctl| shard::merge(&self.parts, ctl)))
-    }
-    fn resolve(&mut self, _env: Env, out: Self::Output) -> napi::Result<NativeNormalizer> {
-        Ok(NativeNormalizer::from_normalizer(out))
-    }
+fn merge_work(parts: Vec<Arc<PartialFit>>) -> impl FnOnce(&Control) -> crate::Result<Normalizer> + Send + 'static {
+    move |ctl| shard::merge(&parts, ctl)
 }
 
 #[napi]
@@ -242,14 +205,14 @@ impl NativeMerger {
 
     /// Merges synchronously.
     #[napi]
-    pub fn finish_sync(&self) -> napi::Result<NativeNormalizer> {
-        guarded(|| shard::merge(&self.parts, &Control::none())).map(NativeNormalizer::from_normalizer)
+    pub fn finish_sync(&self) -> napi::Result<NativeNormalizer, Code> {
+        run_sync(merge_work(self.parts.clone()), NativeNormalizer::from_normalizer)
     }
 
     /// Merges on the libuv thread pool.
     #[napi(ts_return_type = "Promise<NativeNormalizer>")]
-    pub fn finish(&self, job: Option<&NativeJob>) -> AsyncTask<MergeTask> {
-        AsyncTask::new(MergeTask { parts: self.parts.clone(), job: job_state(job) })
+    pub fn finish(&self, job: Option<&NativeJob>) -> AsyncTask<Run<Normalizer, NativeNormalizer>> {
+        Run::spawn(merge_work(self.parts.clone()), job_state(job), NativeNormalizer::from_normalizer)
     }
 }
 
