@@ -14,6 +14,8 @@
  * | `ERR_BUSY` | `addGallerySync` was called while an asynchronous `addGallery` on the same normaliser is pending |
  * | `ERR_INTERNAL` | a bug in dbnorm (please report it) |
  * | `ERR_NO_BINDING` | no native or WebAssembly build of dbnorm fits this machine (the message names the platform, the packages tried and the fix) |
+ * | `ERR_PARTIAL` | the operation needs a full normaliser but got a partial one (one shard of a fit; merge the parts first) |
+ * | `ERR_MERGE` | partial normalisers cannot be merged: they overlap, leave rows uncovered, or disagree (method, β, metric, dimension, totals) |
  *
  * @module
  */
@@ -30,7 +32,9 @@ export type ErrorCode =
   | 'ERR_ABORTED'
   | 'ERR_BUSY'
   | 'ERR_INTERNAL'
-  | 'ERR_NO_BINDING';
+  | 'ERR_NO_BINDING'
+  | 'ERR_PARTIAL'
+  | 'ERR_MERGE';
 
 const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'ERR_SHAPE',
@@ -44,6 +48,8 @@ const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'ERR_BUSY',
   'ERR_INTERNAL',
   'ERR_NO_BINDING',
+  'ERR_PARTIAL',
+  'ERR_MERGE',
 ]);
 
 /**

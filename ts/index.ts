@@ -23,8 +23,10 @@ export {
   type Method,
   type MethodOptions,
   type ResolvedOptions,
+  type ShardedFitOptions,
   type TopK,
 } from './normalizer.js';
+export { PartialNormalizer, evenSplit, type MergePart, type ShardCoverage, type ShardOptions, type ShardRange } from './shard.js';
 export { METHOD_INFO, PARAM_INFO, methodInfo, type MethodInfo, type ParamInfo } from './methods.js';
 export { syntheticBenchmark, type SyntheticBenchmark, type SyntheticOptions } from './synthetic.js';
 export {

@@ -6,6 +6,7 @@ import { native } from './native.js';
 import { loadNormalizer, loadNormalizerSync, saveNormalizer, saveNormalizerSync } from './persist.js';
 import { METHOD_INFO, type MethodInfo, PARAM_INFO, type ParamInfo, methodInfo } from './methods.js';
 import type { Metric } from './similarity.js';
+import { type MergePart, type PartialNormalizer, type ShardOptions, fitPartial, fitPartialSync, mergeParts, mergePartsSync } from './shard.js';
 import { RUN_KEYS, U32_MAX, count, describe, oneOf, options } from './validate.js';
 
 /**
@@ -90,6 +91,17 @@ export interface FitOptions extends MethodOptions, RunOptions {
    */
   leakGuard?: 'warn' | 'strict' | 'off';
 }
+
+/**
+ * Options of a sharded fit: `shard` says which slice of the whole fit this process sees (see
+ * {@link ShardOptions}); the fit returns a {@link PartialNormalizer} to save and later merge with
+ * {@link Normalizer.merge}.
+ */
+export type ShardedFitOptions = FitOptions & {
+  /** Which slice of the whole fit this process sees. */
+  shard: ShardOptions;
+};
+
 
 /** New gallery items in similarity mode: their similarities to the fit-time banks (rows in bank order). */
 export interface AddGallerySimilarities {
@@ -304,19 +316,26 @@ export class Normalizer {
    * block and never held in memory at once.
    * @throws {@link DbnormError} `ERR_SHAPE`, `ERR_NON_FINITE`, `ERR_PARAM`, `ERR_EMPTY_BANK`, `ERR_ABORTED`
    */
-  static async fit(data: FitData, opts: FitOptions): Promise<Normalizer> {
-    const { input, resolved } = prepareFit(data, opts, [...RUN_KEYS, 'leakGuard']);
-    const o = options<FitOptions>('options', opts, [...METHOD_OPTION_KEYS, ...RUN_KEYS, 'leakGuard']);
+  static fit(data: FitData, opts: ShardedFitOptions): Promise<PartialNormalizer>;
+  static fit(data: FitData, opts: FitOptions): Promise<Normalizer>;
+  static async fit(data: FitData, opts: FitOptions): Promise<Normalizer | PartialNormalizer> {
+    const { input, resolved } = prepareFit(data, opts, [...RUN_KEYS, 'leakGuard', 'shard']);
+    const o = options<ShardedFitOptions>('options', opts, [...METHOD_OPTION_KEYS, ...RUN_KEYS, 'leakGuard', 'shard']);
     const guard = checkGuard(o.leakGuard);
     const owned = await ownInput(input);
+    if (o.shard !== undefined) return fitPartial(owned, toNativeParams(resolved), resolved, o.shard, o);
     const n = await runJob(o, (job) => native.NativeNormalizer.fit(owned, toNativeParams(resolved), job));
     return new Normalizer(n, resolved).#withGuard(guard);
   }
 
   /** Synchronous {@link Normalizer.fit}: blocks the event loop, so use it for small inputs only. */
-  static fitSync(data: FitData, opts: MethodOptions & Pick<FitOptions, 'leakGuard'>): Normalizer {
-    const { input, resolved } = prepareFit(data, opts, ['leakGuard']);
-    const guard = checkGuard(options<FitOptions>('options', opts, [...METHOD_OPTION_KEYS, 'leakGuard']).leakGuard);
+  static fitSync(data: FitData, opts: MethodOptions & Pick<FitOptions, 'leakGuard'> & { shard: ShardOptions }): PartialNormalizer;
+  static fitSync(data: FitData, opts: MethodOptions & Pick<FitOptions, 'leakGuard'>): Normalizer;
+  static fitSync(data: FitData, opts: MethodOptions & Pick<FitOptions, 'leakGuard'>): Normalizer | PartialNormalizer {
+    const { input, resolved } = prepareFit(data, opts, ['leakGuard', 'shard']);
+    const o = options<ShardedFitOptions>('options', opts, [...METHOD_OPTION_KEYS, 'leakGuard', 'shard']);
+    const guard = checkGuard(o.leakGuard);
+    if (o.shard !== undefined) return fitPartialSync(input, toNativeParams(resolved), resolved, o.shard);
     return new Normalizer(callNative(() => native.NativeNormalizer.fitSync(input, toNativeParams(resolved))), resolved).#withGuard(guard);
   }
 
@@ -337,17 +356,24 @@ export class Normalizer {
    * Fits from precomputed similarities (e.g. ×100 logits from CLIP4Clip). β has no default here.
    * Score later with query × gallery similarity matrices of the same scale.
    */
-  static async fitSimilarities(data: FitSimilaritiesData, opts: MethodOptions & RunOptions): Promise<Normalizer> {
-    const { input, resolved } = prepareFitSims(data, opts, RUN_KEYS);
-    const o = options<RunOptions>('options', opts, [...METHOD_OPTION_KEYS, ...RUN_KEYS]);
+  static fitSimilarities(data: FitSimilaritiesData, opts: MethodOptions & RunOptions & { shard: ShardOptions }): Promise<PartialNormalizer>;
+  static fitSimilarities(data: FitSimilaritiesData, opts: MethodOptions & RunOptions): Promise<Normalizer>;
+  static async fitSimilarities(data: FitSimilaritiesData, opts: MethodOptions & RunOptions): Promise<Normalizer | PartialNormalizer> {
+    const { input, resolved } = prepareFitSims(data, opts, [...RUN_KEYS, 'shard']);
+    const o = options<RunOptions & { shard?: ShardOptions }>('options', opts, [...METHOD_OPTION_KEYS, ...RUN_KEYS, 'shard']);
     const owned = await ownInput(input);
+    if (o.shard !== undefined) return fitPartial(owned, toNativeParams(resolved), resolved, o.shard, o);
     const n = await runJob(o, (job) => native.NativeNormalizer.fit(owned, toNativeParams(resolved), job));
     return new Normalizer(n, resolved);
   }
 
   /** Synchronous {@link Normalizer.fitSimilarities}: small inputs only. */
-  static fitSimilaritiesSync(data: FitSimilaritiesData, opts: MethodOptions): Normalizer {
-    const { input, resolved } = prepareFitSims(data, opts, []);
+  static fitSimilaritiesSync(data: FitSimilaritiesData, opts: MethodOptions & { shard: ShardOptions }): PartialNormalizer;
+  static fitSimilaritiesSync(data: FitSimilaritiesData, opts: MethodOptions): Normalizer;
+  static fitSimilaritiesSync(data: FitSimilaritiesData, opts: MethodOptions): Normalizer | PartialNormalizer {
+    const { input, resolved } = prepareFitSims(data, opts, ['shard']);
+    const shard = (opts as { shard?: ShardOptions }).shard;
+    if (shard !== undefined) return fitPartialSync(input, toNativeParams(resolved), resolved, shard);
     return new Normalizer(callNative(() => native.NativeNormalizer.fitSync(input, toNativeParams(resolved))), resolved);
   }
 
@@ -630,6 +656,28 @@ export class Normalizer {
   /** Synchronous {@link Normalizer.save}: blocks the event loop while writing, so use it for small normalisers. */
   saveSync(path: string): void {
     saveNormalizerSync(this.#native, path);
+  }
+
+  /**
+   * Merges the shards of a sharded fit ({@link PartialNormalizer}s or paths of saved ones, in any
+   * order) into the full normaliser, off the event loop. Equal to the one-shot fit: bit-identical
+   * where every statistic is an exact selection or concatenation, else within float32 rounding
+   * (see `crate/src/shard/mod.rs`).
+   * @throws {@link DbnormError} `ERR_MERGE` (no parts; parts that overlap, leave gallery or bank rows
+   *   uncovered, or disagree on method, parameters, mode, metric, dimension or totals), `ERR_FORMAT`, `ERR_IO`
+   */
+  static async merge(parts: readonly MergePart[], opts?: RunOptions & Pick<FitOptions, 'leakGuard'>): Promise<Normalizer> {
+    const o = options<RunOptions & Pick<FitOptions, 'leakGuard'>>('options', opts, [...RUN_KEYS, 'leakGuard']);
+    const guard = checkGuard(o.leakGuard);
+    const { native: n, options: resolved } = await mergeParts(parts, o);
+    return new Normalizer(n, resolved).#withGuard(guard);
+  }
+
+  /** Synchronous {@link Normalizer.merge}: small fits only. */
+  static mergeSync(parts: readonly MergePart[], opts?: Pick<FitOptions, 'leakGuard'>): Normalizer {
+    const guard = checkGuard(options<Pick<FitOptions, 'leakGuard'>>('options', opts, ['leakGuard']).leakGuard);
+    const { native: n, options: resolved } = mergePartsSync(parts);
+    return new Normalizer(n, resolved).#withGuard(guard);
   }
 
   /**

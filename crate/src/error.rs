@@ -24,6 +24,11 @@ pub enum ErrorCode {
     Busy,
     /// A bug: an internal invariant was violated (or a panic was caught at the FFI boundary).
     Internal,
+    /// The operation needs a full normaliser but was given a partial one (one shard of a fit).
+    Partial,
+    /// Partial normalisers cannot be merged: they overlap, leave rows uncovered, or disagree
+    /// (method, parameters, metric, dimension, totals).
+    Merge,
 }
 
 impl ErrorCode {
@@ -38,6 +43,8 @@ impl ErrorCode {
             ErrorCode::Aborted => "ERR_ABORTED",
             ErrorCode::Busy => "ERR_BUSY",
             ErrorCode::Internal => "ERR_INTERNAL",
+            ErrorCode::Partial => "ERR_PARTIAL",
+            ErrorCode::Merge => "ERR_MERGE",
         }
     }
 }

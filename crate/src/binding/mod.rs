@@ -457,5 +457,6 @@ mod methods;
 mod npy;
 mod persist;
 mod serving;
+mod shard;
 mod task;
 mod tune;

@@ -111,6 +111,44 @@ fn offer_row(cand: &mut ColumnTopK, row: &[f32], j: u32) {
 
 /// Computes the requested statistics of a bank of `m` rows against a gallery of `n` items.
 pub fn bank_stats(source: Source, m: usize, n: usize, req: StatsRequest, ctl: &Control, phase: &str) -> Result<BankStats> {
+    bank_states(source, m, n, req, ctl, phase).map(BankStates::finish)
+}
+
+/// The streaming states behind [`BankStats`] before the top-K values are reduced to their mean: what a
+/// shard of a fit keeps so that shards merge exactly (see `crate::shard`).
+#[derive(Clone, Debug)]
+pub struct BankStates {
+    pub bank_rows: usize,
+    /// `L(j)` per gallery item (present iff requested) and its β.
+    pub lse: Option<Vec<f64>>,
+    pub lse_beta: f64,
+    /// Effective K and, per gallery item, its K largest bank similarities (largest first).
+    pub top_k: usize,
+    pub top_values: Option<Vec<TopValues>>,
+    /// Effective k and the per-bank-row lists, as in [`BankStats`].
+    pub row_k: usize,
+    pub row_topk_idx: Option<Vec<u32>>,
+    pub row_topk_score: Option<Vec<f32>>,
+}
+
+impl BankStates {
+    /// The finished statistics (top-K values reduced to their mean).
+    pub fn finish(self) -> BankStats {
+        BankStats {
+            bank_rows: self.bank_rows,
+            lse: self.lse,
+            lse_beta: self.lse_beta,
+            top_k: self.top_k,
+            top_mean: self.top_values.map(|t| t.iter().map(|t| t.mean()).collect()),
+            row_k: self.row_k,
+            row_topk_idx: self.row_topk_idx,
+            row_topk_score: self.row_topk_score,
+        }
+    }
+}
+
+/// [`bank_stats`] without the final reduction of the top-K values.
+pub fn bank_states(source: Source, m: usize, n: usize, req: StatsRequest, ctl: &Control, phase: &str) -> Result<BankStates> {
     let top_k = req.top_values.map(|k| k.min(m)).unwrap_or(0);
     let row_k = req.row_topk.map(|k| k.min(n)).unwrap_or(0);
     let mut lse: Vec<LseState> = if req.lse_beta.is_some() { vec![LseState::default(); n] } else { Vec::new() };
@@ -178,12 +216,12 @@ pub fn bank_stats(source: Source, m: usize, n: usize, req: StatsRequest, ctl: &C
         ctl.progress(phase, b0 + bb, m);
     }
 
-    Ok(BankStats {
+    Ok(BankStates {
         bank_rows: m,
         lse: req.lse_beta.map(|_| lse.iter().map(|s| s.value()).collect()),
         lse_beta: req.lse_beta.unwrap_or(0.0),
         top_k,
-        top_mean: if top_k > 0 { Some(topv.iter().map(|t| t.mean()).collect()) } else { None },
+        top_values: if top_k > 0 { Some(topv) } else { None },
         row_k,
         row_topk_idx: if row_k > 0 { Some(row_idx) } else { None },
         row_topk_score: if row_k > 0 { Some(row_score) } else { None },

@@ -466,6 +466,9 @@ pub fn read_from<R: Read>(r: &mut R, file_len: u64, name: &str) -> Result<Normal
     let mut h = vec![0u8; (file_len.min(HEADER_LEN as u64)) as usize];
     let got = read_full(r, &mut h).map_err(io_err)?;
     h.truncate(got);
+    if crate::shard::file::is_partial_header(&h) {
+        return Err(Error::new(ErrorCode::Partial, format!("{name}: a partial normaliser (one shard of a fit): merge the parts first (Normalizer.merge, `dbnorm merge`)")));
+    }
     check_preamble(&h, name)?;
     if h.len() < HEADER_LEN {
         return Err(fmt_err(name, format!("truncated header: {} bytes, a version {FORMAT_VERSION} header has {HEADER_LEN}", h.len())));
