@@ -126,7 +126,8 @@ function input(x: MatrixLike | TopK, nGallery?: number): NIn {
   return { scores: { data: m.data, rows: m.rows, cols: m.cols }, rows: m.rows, k: 0, nGallery: m.cols };
 }
 
-function gtOf(gt: GroundTruth | undefined): import('./native/index.cjs').NativeGroundTruth {
+/** @internal */
+export function gtOf(gt: GroundTruth | undefined): import('./native/index.cjs').NativeGroundTruth {
   if (gt === undefined || gt === 'diagonal') return { kind: 'diagonal' };
   if (typeof gt === 'object' && 'captionsPerItem' in gt) {
     const c = gt.captionsPerItem;
@@ -154,13 +155,15 @@ function gtOf(gt: GroundTruth | undefined): import('./native/index.cjs').NativeG
   throw new DbnormError('ERR_PARAM', "groundTruth must be 'diagonal', { captionsPerItem } or { positives }");
 }
 
-function optsOf(o: EvaluateOptions | undefined): import('./native/index.cjs').NativeEvalOptions {
+/** @internal */
+export function optsOf(o: EvaluateOptions | undefined): import('./native/index.cjs').NativeEvalOptions {
   const ks = o?.ks ?? [1, 5, 10];
   for (const k of ks) if (!Number.isInteger(k) || k < 1) throw new DbnormError('ERR_PARAM', `every K of ks must be an integer ≥ 1, got ${String(k)}`);
   return { direction: o?.direction ?? 't2v', ties: o?.ties ?? 'average', ks, qbnormCompat: o?.qbnormCompat ?? false };
 }
 
-function retrievalOut(r: import('./native/index.cjs').NativeRetrieval): RetrievalMetrics {
+/** @internal */
+export function retrievalOut(r: import('./native/index.cjs').NativeRetrieval): RetrievalMetrics {
   const out = {
     recall: r.recallK.map((k, i) => ({ k, value: r.recall[i]! })),
     MdR: r.medianRank ?? null,

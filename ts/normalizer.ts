@@ -1,3 +1,4 @@
+import { type EvaluateOptions, type GroundTruth, type RetrievalMetrics, gtOf, optsOf, retrievalOut } from './eval.js';
 import { DbnormError, awaitNative, callNative } from './errors.js';
 import { type GalleryBank, type QueryBank, bankMatrix } from './bank.js';
 import { type RunOptions, runJob } from './job.js';
@@ -390,6 +391,28 @@ export class Normalizer {
     const m = this.#input(input);
     const k = checkInt('k', opts?.k, 1);
     return runJob(opts, (job) => this.#native.search(nm(m), k, job));
+  }
+
+  /**
+   * Retrieval metrics (R@K, MdR, MnR, mAP) of this normaliser's scores on `input`, streamed over the
+   * gallery: equal to `evaluate(await this.scores(input), groundTruth, opts)` — bit for bit — without
+   * building the n_q × n_g score matrix (memory: a few numbers per query). Rows of `input` are the
+   * queries (t2v); for v2t, fit a normaliser with the other modality as gallery.
+   */
+  async evaluate(input: MatrixLike, groundTruth?: GroundTruth, opts?: Omit<EvaluateOptions, 'direction'> & RunOptions): Promise<RetrievalMetrics> {
+    const m = this.#input(input);
+    if ((opts as EvaluateOptions | undefined)?.direction === 'v2t') {
+      throw new DbnormError('ERR_PARAM', 'Normalizer.evaluate ranks the gallery for each query (t2v); for v2t fit a normaliser with the test queries as gallery');
+    }
+    const [g, o] = [gtOf(groundTruth), optsOf(opts)];
+    return retrievalOut(await runJob(opts, (job) => this.#native.evaluate(nm(m), g, o, job)));
+  }
+
+  /** Synchronous {@link Normalizer.evaluate}: small inputs only. */
+  evaluateSync(input: MatrixLike, groundTruth?: GroundTruth, opts?: Omit<EvaluateOptions, 'direction'>): RetrievalMetrics {
+    const m = this.#input(input);
+    const [g, o] = [gtOf(groundTruth), optsOf(opts)];
+    return retrievalOut(callNative(() => this.#native.evaluateSync(nm(m), g, o)));
   }
 
   /** Synchronous {@link Normalizer.search}: small inputs only. */
