@@ -25,6 +25,7 @@ export {
   type ResolvedOptions,
   type TopK,
 } from './normalizer.js';
+export { METHOD_INFO, PARAM_INFO, methodInfo, type MethodInfo, type ParamInfo } from './methods.js';
 export { syntheticBenchmark, type SyntheticBenchmark, type SyntheticOptions } from './synthetic.js';
 export {
   evaluate,

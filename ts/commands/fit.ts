@@ -11,7 +11,9 @@ import { METHODS, type Method, type MethodOptions, Normalizer, resolveOptions } 
 import { readNpy } from '../npy.js';
 import type { Metric } from '../similarity.js';
 import { applyThreads, inputFile, phaseProgress } from './offline-io.js';
-import { intOption, log, nonNegativeOption, positiveOption } from './util.js';
+import { PARAM_INFO, methodInfo, paramFlag } from '../methods.js';
+import { addMethodFlags, methodOptions } from './method-flags.js';
+import { intOption, log } from './util.js';
 
 interface FitFlags {
   gallery?: string;
@@ -19,45 +21,40 @@ interface FitFlags {
   galleryBank?: string;
   metric: Metric;
   method?: string;
-  betaQuery?: number;
-  betaGallery?: number;
-  k?: number;
-  cslsK?: number;
-  nnnK?: number;
-  nnnAlpha?: number;
   out?: string;
   threads?: number;
+  /** Method parameters, one flag per registry parameter (`--beta-query` → `betaQuery`). */
+  [param: string]: unknown;
 }
 
-/** The method-parameter flags shared by `fit` (same names and defaults as `eval`). */
-export function methodOptionsOf(o: Pick<FitFlags, 'method' | 'betaQuery' | 'betaGallery' | 'k' | 'cslsK' | 'nnnK' | 'nnnAlpha'>, cosine: boolean): MethodOptions {
+/** Method and parameters from the flags (names, defaults and ranges from the method registry). */
+function methodOptionsOf(o: FitFlags, cosine: boolean): MethodOptions {
   if (o.method === undefined) throw new UsageError(`--method is required (one of ${METHODS.join(', ')})`);
   if (!METHODS.includes(o.method as Method)) throw new UsageError(`unknown method '${o.method}' (expected one of ${METHODS.join(', ')})`);
-  const opts: MethodOptions = { method: o.method as Method, betaQuery: o.betaQuery, betaGallery: o.betaGallery, k: o.k, cslsK: o.cslsK, nnnK: o.nnnK, nnnAlpha: o.nnnAlpha };
+  const opts = methodOptions(o.method as Method, o);
   try {
     resolveOptions(opts, cosine);
   } catch (e) {
-    if (e instanceof DbnormError) throw new UsageError(`method '${o.method}': ${e.message.replace(/^betaQuery\b/, '--beta-query').replace(/^betaGallery\b/, '--beta-gallery')}`);
+    if (e instanceof DbnormError) {
+      const msg = e.message.replace(/^(\w+)\b/, (name) => (PARAM_INFO.some((p) => p.name === name) ? paramFlag(name) : name));
+      throw new UsageError(`method '${o.method}': ${msg}`);
+    }
     throw e;
   }
   return opts;
 }
 
 export function registerFit(program: Command): void {
-  program
+  const cmd = program
     .command('fit')
     .description('fit a normaliser on a gallery and banks (.npy embeddings) and save it (.dbn)')
     .option('--gallery <file>', 'gallery embeddings, n_g × d')
     .option('--query-bank <file>', 'query-modality bank, m_q × d (e.g. training captions)')
     .option('--gallery-bank <file>', 'gallery-modality bank, m_g × d (e.g. training images)')
     .addOption(new Option('--metric <metric>', 'similarity').choices(['cosine', 'dot']).default('cosine'))
-    .option('--method <method>', `method (${METHODS.join(', ')})`)
-    .option('--beta-query <b>', 'β_q (default 20 for cosine, else required)', positiveOption)
-    .option('--beta-gallery <b>', 'β_g (default 1 for cosine, else required)', positiveOption)
-    .option('--k <n>', 'DIS / DualDIS activation-set size (default 1)', intOption)
-    .option('--csls-k <n>', 'CSLS neighbourhood K (default 10)', intOption)
-    .option('--nnn-k <n>', 'NNN neighbourhood k (default 128)', intOption)
-    .option('--nnn-alpha <a>', 'NNN weight α (default 0.75)', nonNegativeOption)
+    .option('--method <method>', `method (${METHODS.join(', ')})`);
+  addMethodFlags(cmd);
+  cmd
     .option('--out <file>', 'the saved normaliser (.dbn)')
     .option('--threads <n>', 'worker threads (default: all cores)', intOption)
     .action(async (o: FitFlags) => {
@@ -71,7 +68,8 @@ async function runFit(o: FitFlags): Promise<void> {
   const galleryBank = o.galleryBank === undefined ? undefined : inputFile('--gallery-bank', o.galleryBank);
   if (o.out === undefined) throw new UsageError('--out is required (the .dbn file to write)');
   const opts = methodOptionsOf(o, o.metric === 'cosine');
-  const needs = { query: !['none'].includes(opts.method), gallery: opts.method === 'dual-is' || opts.method === 'dual-dis' };
+  const info = methodInfo(opts.method)!;
+  const needs = { query: info.queryBank, gallery: info.galleryBank };
   if (needs.query && queryBank === undefined) throw new UsageError(`method '${opts.method}' needs --query-bank (query-modality embeddings, e.g. training captions)`);
   if (needs.gallery && galleryBank === undefined) throw new UsageError(`method '${opts.method}' needs --gallery-bank (gallery-modality embeddings, e.g. training images)`);
   applyThreads(o.threads);

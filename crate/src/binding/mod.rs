@@ -475,6 +475,7 @@ impl NativeNormalizer {
 mod bank;
 mod eval;
 mod large;
+mod methods;
 mod npy;
 mod persist;
 mod serving;
