@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { type GroundTruth, METHODS, Matrix, type Method, Normalizer, evaluate, readNpySync, writeNpySync } from '../dist/index.js';
+import { type GroundTruth, METHODS, Matrix, type Method, Normalizer, evaluate, readNpy, readNpySync, writeNpySync } from '../dist/index.js';
 import { rng } from './helpers.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -267,4 +267,62 @@ describe('dbnorm fit / search / rerank', () => {
     expect(x.status).toBe(1);
     oneLine(x.stderr, /ERR_FORMAT.*trunc\.npy/);
   }, 120_000);
+});
+
+// ---------------------------------------------------------------------------------------------
+// memory-mapped and half-precision inputs
+
+function npyBytes(descr: string, rows: number, cols: number, data: Buffer): Buffer {
+  let dict = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${rows}, ${cols}), }`;
+  dict = dict.padEnd(64 - 11, ' ') + '\n';
+  const h = Buffer.alloc(10);
+  h.write('\x93NUMPY', 0, 'latin1');
+  h[6] = 1;
+  h.writeUInt16LE(dict.length, 8);
+  return Buffer.concat([h, Buffer.from(dict, 'latin1'), data]);
+}
+
+describe('readNpy(path, { mmap: true })', () => {
+  it('mapped <f4 equals the plain read, and fit/search/evaluate on it are bit-identical', async () => {
+    const g = gaussianMatrix(500, 12, 21);
+    const q = gaussianMatrix(60, 12, 22);
+    const qb = gaussianMatrix(80, 12, 23);
+    writeNpySync(path.join(dir, 'mg.npy'), g);
+    writeNpySync(path.join(dir, 'mq.npy'), q);
+    writeNpySync(path.join(dir, 'mqb.npy'), qb);
+    const mapped = readNpySync(path.join(dir, 'mg.npy'), { mmap: true });
+    expect([mapped.rows, mapped.cols]).toEqual([500, 12]);
+    expect(mapped.data).toEqual(g.data);
+    const [mg, mq, mqb] = await Promise.all(['mg', 'mq', 'mqb'].map((f) => readNpy(path.join(dir, `${f}.npy`), { mmap: true })));
+    const a = await Normalizer.fit({ gallery: mg!, queryBank: mqb! }, { method: 'csls', cslsK: 4 });
+    const b = await Normalizer.fit({ gallery: g, queryBank: qb }, { method: 'csls', cslsK: 4 });
+    expect(await a.search(mq!, { k: 9 })).toEqual(await b.search(q, { k: 9 }));
+    const gt = { positives: Array.from({ length: 60 }, (_, i) => [i, i + 100]) };
+    expect(await a.evaluate(mq!, gt)).toEqual(await b.evaluate(q, gt));
+    // writes through the mapping stay private: the file is unchanged
+    mapped.data[0] = 42;
+    expect(readNpySync(path.join(dir, 'mg.npy')).data[0]).toBe(g.data[0]);
+  });
+
+  it('<f2 and <f8 files (converted), and bad files keep their coded errors', () => {
+    const half = Buffer.alloc(8);
+    [0x3c00, 0xc000, 0x3800, 0x7bff].forEach((b, i) => half.writeUInt16LE(b, 2 * i));
+    writeFileSync(path.join(dir, 'h.npy'), npyBytes('<f2', 2, 2, half));
+    for (const mmap of [false, true]) expect(Array.from(readNpySync(path.join(dir, 'h.npy'), { mmap }).data)).toEqual([1, -2, 0.5, 65504]);
+    const f8 = Buffer.alloc(16);
+    f8.writeDoubleLE(0.1, 0);
+    f8.writeDoubleLE(-3, 8);
+    writeFileSync(path.join(dir, 'd.npy'), npyBytes('<f8', 1, 2, f8));
+    expect(readNpySync(path.join(dir, 'd.npy'), { mmap: true }).data).toEqual(Float32Array.from([0.1, -3]));
+    // truncated, NaN, missing: the same codes as the plain reader
+    writeFileSync(path.join(dir, 'tr.npy'), npyBytes('<f4', 2, 2, Buffer.alloc(12)));
+    const nan = Buffer.alloc(16);
+    nan.writeFloatLE(NaN, 4);
+    writeFileSync(path.join(dir, 'nan.npy'), npyBytes('<f4', 2, 2, nan));
+    for (const [f, code] of [['tr.npy', 'ERR_FORMAT'], ['nan.npy', 'ERR_NON_FINITE'], ['missing.npy', 'ERR_IO']] as const) {
+      const file = path.join(dir, f);
+      expect(() => readNpySync(file, { mmap: true }), f).toThrow(expect.objectContaining({ code }));
+      expect(() => readNpySync(file), f).toThrow(expect.objectContaining({ code }));
+    }
+  });
 });

@@ -39,4 +39,4 @@ export {
   type RetrievalMetrics,
   type TieMode,
 } from './eval.js';
-export { readNpy, readNpySync, writeNpy, writeNpySync } from './npy.js';
+export { readNpy, readNpySync, writeNpy, writeNpySync, type ReadNpyOptions } from './npy.js';

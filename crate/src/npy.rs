@@ -210,7 +210,7 @@ fn truncated(h: &NpyHeader, found: usize, name: &str) -> Error {
     fmt_err(name, format!("truncated data: shape ({}, {}) needs {} bytes, found {found}", h.rows, h.cols, h.data_len()))
 }
 
-fn check_data_len(h: &NpyHeader, found: usize, name: &str) -> Result<()> {
+pub(crate) fn check_data_len(h: &NpyHeader, found: usize, name: &str) -> Result<()> {
     let want = h.data_len();
     if found < want {
         return Err(truncated(h, found, name));
@@ -225,6 +225,10 @@ fn check_data_len(h: &NpyHeader, found: usize, name: &str) -> Result<()> {
 }
 
 /// Appends the little-endian elements of `bytes` (a whole number of elements) to `out` as `f32`.
+pub(crate) fn convert_into(dtype: NpyDtype, bytes: &[u8], out: &mut Vec<f32>) {
+    convert(dtype, bytes, out)
+}
+
 fn convert(dtype: NpyDtype, bytes: &[u8], out: &mut Vec<f32>) {
     match dtype {
         NpyDtype::F4 => out.extend(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),

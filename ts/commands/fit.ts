@@ -74,7 +74,7 @@ async function runFit(o: FitFlags): Promise<void> {
   if (needs.gallery && galleryBank === undefined) throw new UsageError(`method '${opts.method}' needs --gallery-bank (gallery-modality embeddings, e.g. training images)`);
   applyThreads(o.threads);
   const t0 = performance.now();
-  const [g, qb, gb] = await Promise.all([readNpy(gallery), queryBank && needs.query ? readNpy(queryBank) : undefined, galleryBank && needs.gallery ? readNpy(galleryBank) : undefined]);
+  const [g, qb, gb] = await Promise.all([readNpy(gallery, { mmap: true }), queryBank && needs.query ? readNpy(queryBank, { mmap: true }) : undefined, galleryBank && needs.gallery ? readNpy(galleryBank, { mmap: true }) : undefined]);
   log(`dbnorm fit: --gallery ${gallery}: ${g.rows} × ${g.cols}${qb ? `; --query-bank: ${qb.rows} × ${qb.cols}` : ''}${gb ? `; --gallery-bank: ${gb.rows} × ${gb.cols}` : ''}`);
   const progress = phaseProgress('fit');
   let norm: Normalizer;

@@ -64,7 +64,7 @@ async function run(verb: 'search' | 'rerank', o: SearchFlags): Promise<void> {
   const t0 = performance.now();
   const norm = await Normalizer.load(dbn);
   if (norm.mode !== 'embeddings') throw new DbnormError('ERR_PARAM', `${dbn}: a similarity-mode normaliser cannot ${verb} query embeddings`);
-  const q = await readNpy(queries);
+  const q = await readNpy(queries, { mmap: true });
   log(`dbnorm ${verb}: ${dbn}: ${norm.method} over ${norm.galleryCount} items; --queries ${queries}: ${q.rows} × ${q.cols}`);
   const ids = idsFile === undefined ? undefined : readIds(idsFile, norm.galleryCount);
   const progress = phaseProgress(verb);
