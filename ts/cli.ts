@@ -10,6 +10,7 @@ import { registerDemo } from './commands/demo.js';
 import { registerEval } from './commands/eval.js';
 import { registerFit } from './commands/fit.js';
 import { registerSearch } from './commands/search.js';
+import { registerTune } from './commands/tune.js';
 import { DbnormError } from './errors.js';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -36,6 +37,7 @@ export function buildProgram(): Command {
   registerEval(program);
   registerFit(program);
   registerSearch(program);
+  registerTune(program);
   return program;
 }
 

@@ -20,6 +20,7 @@ pub mod npy;
 pub mod mapped;
 pub mod fileio;
 pub mod persist;
+pub mod tune;
 
 #[cfg(feature = "binding")]
 mod binding;

@@ -7,53 +7,31 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
 use super::eval::{gt_of, opts_of, retrieval_out, NativeEvalOptions, NativeGroundTruth, NativeRetrieval};
-use super::{guarded, job_state, with_control, JobState, NativeJob, NativeMatrix, NativeNormalizer};
+use super::{guarded, job_state, run_sync, Code, NativeJob, NativeMatrix, NativeNormalizer, Run};
 use crate::control::Control;
 use crate::eval::{retrieval_metrics_normalized, RetrievalMetrics};
 use crate::normalizer::Normalizer;
 
-fn evaluate_impl(
-    n: &Normalizer,
-    input: &NativeMatrix,
-    gt: &NativeGroundTruth,
-    opts: &NativeEvalOptions,
-    ctl: &Control,
-) -> crate::Result<RetrievalMetrics> {
-    retrieval_metrics_normalized(n, input.view("input")?, &gt_of(gt)?, &opts_of(opts)?, ctl)
-}
-
-pub struct EvaluateStreamTask {
-    inner: Arc<Normalizer>,
+fn stream_work(
+    n: Arc<Normalizer>,
     input: NativeMatrix,
     gt: NativeGroundTruth,
     opts: NativeEvalOptions,
-    job: Option<Arc<JobState>>,
-}
-
-impl Task for EvaluateStreamTask {
-    type Output = RetrievalMetrics;
-    type JsValue = NativeRetrieval;
-    fn compute(&mut self) -> napi::Result<RetrievalMetrics> {
-        let (n, i, g, o) = (&self.inner, &self.input, &self.gt, &self.opts);
-        guarded(|| with_control(&self.job, |ctl| evaluate_impl(n, i, g, o, ctl)))
-    }
-    fn resolve(&mut self, _env: Env, out: RetrievalMetrics) -> napi::Result<NativeRetrieval> {
-        Ok(retrieval_out(out))
-    }
+) -> impl FnOnce(&Control) -> crate::Result<RetrievalMetrics> + Send + 'static {
+    move |ctl| retrieval_metrics_normalized(&n, input.view("input")?, &gt_of(&gt)?, &opts_of(&opts)?, ctl)
 }
 
 #[napi]
 impl NativeNormalizer {
     /// Retrieval metrics of the normalised scores of `input` (t2v), streamed: the score matrix is never built.
     #[napi]
-    pub fn evaluate_sync(&self, input: NativeMatrix, gt: NativeGroundTruth, opts: NativeEvalOptions) -> napi::Result<NativeRetrieval> {
-        let n = self.snapshot();
-        guarded(|| evaluate_impl(&n, &input, &gt, &opts, &Control::none())).map(retrieval_out)
+    pub fn evaluate_sync(&self, input: NativeMatrix, gt: NativeGroundTruth, opts: NativeEvalOptions) -> napi::Result<NativeRetrieval, Code> {
+        run_sync(stream_work(self.snapshot(), input, gt, opts), retrieval_out)
     }
 
     #[napi(ts_return_type = "Promise<NativeRetrieval>")]
-    pub fn evaluate(&self, input: NativeMatrix, gt: NativeGroundTruth, opts: NativeEvalOptions, job: Option<&NativeJob>) -> AsyncTask<EvaluateStreamTask> {
-        AsyncTask::new(EvaluateStreamTask { inner: self.snapshot(), input, gt, opts, job: job_state(job) })
+    pub fn evaluate(&self, input: NativeMatrix, gt: NativeGroundTruth, opts: NativeEvalOptions, job: Option<&NativeJob>) -> AsyncTask<Run<RetrievalMetrics, NativeRetrieval>> {
+        Run::spawn(stream_work(self.snapshot(), input, gt, opts), job_state(job), retrieval_out)
     }
 }
 
@@ -73,7 +51,7 @@ fn rows_u32(n: usize, what: &str, name: &str) -> crate::Result<u32> {
 
 /// Maps a `.npy` file (see `crate::mapped`), validates its values (finite) and hands it to JS.
 #[napi]
-pub fn read_npy_mapped_sync(path: String) -> napi::Result<NativeMappedNpy> {
+pub fn read_npy_mapped_sync(path: String) -> napi::Result<NativeMappedNpy, Code> {
     let (m, rows, cols) = guarded(|| {
         let m = crate::mapped::map_npy(&path)?;
         let (rows, cols) = (rows_u32(m.rows, "rows", &path)?, rows_u32(m.cols, "columns", &path)?);
