@@ -13,8 +13,8 @@
 //! 2. **count pass** — the tiles are recomputed, normalised exactly as `Normalizer::scores` does
 //!    (`(scale·s − bias[v][j] − offset) as f32`), and compared with the levels.
 //!
-//! The tiles have exactly the shapes `Normalizer::scores` uses (2048-query chunks, `tile_rows` ×
-//! `TILE_COLS` GEMM tiles over the same slices), so every score is bit-identical to the materialised
+//! The tiles have exactly the shapes `Normalizer::scores` uses (64-query × `TILE_COLS` blocks of the
+//! `dot_rows` kernel over the same slices), so every score is bit-identical to the materialised
 //! matrix's and so are the metrics (tests assert equality). Memory: one `tile_rows × TILE_COLS` tile
 //! per worker plus a few numbers per query — `O(n_q)` for the ranks, independent of `n_g`.
 //!
@@ -29,15 +29,18 @@ use super::ranks::{
 };
 use crate::control::Control;
 use crate::error::{Error, Result};
-use crate::kernels::gemm::matmul_abt;
-use crate::kernels::similarity::{prepare, tile_rows, TILE_COLS};
+use crate::kernels::dot::dot_rows;
+use crate::kernels::similarity::{prepare, TILE_COLS};
 use crate::kernels::topk::TopValues;
 use crate::matrix::MatRef;
 use crate::methods::scorer::{Gate, Scorer};
 use crate::normalizer::{Mode, Normalizer};
 
-/// Queries per chunk: the same as `Normalizer::scores`, so that the GEMM tiles (and their results) match.
+/// Queries per chunk: the same as `Normalizer::scores` (abort / progress granularity).
 const QUERY_CHUNK: usize = 2048;
+/// Queries per tile: the row blocks of `kernels::similarity::dot_abt_par`, which `Normalizer::scores`
+/// uses, so that every similarity is computed by the same kernel call shape (tests assert equality).
+const TILE_QUERIES: usize = 64;
 
 /// Retrieval metrics of `norm` on `input` (the same input as `Normalizer::scores`: query embeddings
 /// `n_q × d` in embeddings mode, raw similarities `n_q × n_g` in similarity mode), equal to
@@ -105,7 +108,7 @@ fn rank_embeddings(
     for r0 in (0..nq).step_by(QUERY_CHUNK) {
         ctl.check()?;
         let rows = (nq - r0).min(QUERY_CHUNK);
-        let tr = tile_rows(rows);
+        let tr = TILE_QUERIES;
         let results: Vec<Result<()>> = ranks[r0..r0 + rows]
             .par_chunks_mut(tr)
             .zip(aps[r0..r0 + rows].par_chunks_mut(tr))
@@ -119,7 +122,7 @@ fn rank_embeddings(
                     let j0 = jb * TILE_COLS;
                     let tn = (ng - j0).min(TILE_COLS);
                     buf.resize(tm * tn, 0.0);
-                    matmul_abt(a, tm, &gallery[j0 * dim..(j0 + tn) * dim], tn, dim, buf);
+                    dot_rows(a, tm, &gallery[j0 * dim..(j0 + tn) * dim], tn, dim, buf, tn);
                     tn
                 };
                 let mut ctx: Vec<RowCtx> = (0..tm)

@@ -43,7 +43,7 @@ pub const TILE_COLS: usize = 1024;
 
 /// Tile rows for an `m`-row output: at most [`TILE_ROWS`], and small outputs are cut in two so that
 /// two cores share them (multiples of 16 keep the GEMM micro-kernels on their fast path).
-pub(crate) fn tile_rows(m: usize) -> usize {
+fn tile_rows(m: usize) -> usize {
     if m >= 2 * TILE_ROWS {
         TILE_ROWS
     } else {
