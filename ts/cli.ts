@@ -8,6 +8,8 @@ import { Command, CommanderError } from 'commander';
 
 import { registerDemo } from './commands/demo.js';
 import { registerEval } from './commands/eval.js';
+import { registerFit } from './commands/fit.js';
+import { registerSearch } from './commands/search.js';
 import { registerShard } from './commands/shard.js';
 import { registerTune } from './commands/tune.js';
 import { DbnormError } from './errors.js';
@@ -34,6 +36,8 @@ export function buildProgram(): Command {
     .configureOutput({ outputError: (s, write) => write(s.split('\n')[0] + '\n') });
   registerDemo(program);
   registerEval(program);
+  registerFit(program);
+  registerSearch(program);
   registerShard(program);
   registerTune(program);
   return program;

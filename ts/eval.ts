@@ -134,7 +134,8 @@ function input(x: MatrixLike | TopK, nGallery?: unknown): NIn {
   return { scores: { data: m.data, rows: m.rows, cols: m.cols }, rows: m.rows, k: 0, nGallery: m.cols };
 }
 
-function gtOf(gt: GroundTruth | undefined): import('./native/index.cjs').NativeGroundTruth {
+/** @internal */
+export function gtOf(gt: GroundTruth | undefined): import('./native/index.cjs').NativeGroundTruth {
   if (gt === undefined || gt === 'diagonal') return { kind: 'diagonal' };
   if (gt !== null && typeof gt === 'object' && 'captionsPerItem' in gt) {
     const o = options<{ captionsPerItem: number }>('groundTruth', gt, ['captionsPerItem'], false);
@@ -165,7 +166,8 @@ function gtOf(gt: GroundTruth | undefined): import('./native/index.cjs').NativeG
   throw new DbnormError('ERR_PARAM', `groundTruth must be 'diagonal', { captionsPerItem } or { positives }, got ${describe(gt)}`);
 }
 
-function optsOf(o: Partial<EvaluateOptions>): import('./native/index.cjs').NativeEvalOptions {
+/** @internal */
+export function optsOf(o: Partial<EvaluateOptions>): import('./native/index.cjs').NativeEvalOptions {
   const raw = o.ks ?? [1, 5, 10];
   if (!Array.isArray(raw)) throw new DbnormError('ERR_PARAM', `ks must be an array of integers ≥ 1, got ${describe(raw)}`);
   const ks = raw.map((k, i) => count(`ks[${i}]`, k, 1));
@@ -177,7 +179,8 @@ function optsOf(o: Partial<EvaluateOptions>): import('./native/index.cjs').Nativ
   };
 }
 
-function retrievalOut(r: import('./native/index.cjs').NativeRetrieval): RetrievalMetrics {
+/** @internal */
+export function retrievalOut(r: import('./native/index.cjs').NativeRetrieval): RetrievalMetrics {
   const out = {
     recall: r.recallK.map((k, i) => ({ k, value: r.recall[i]! })),
     MdR: r.medianRank ?? null,

@@ -1,3 +1,4 @@
+import { type EvaluateOptions, type GroundTruth, type RetrievalMetrics, gtOf, optsOf, retrievalOut } from './eval.js';
 import { DbnormError, type ErrorCode, callNative } from './errors.js';
 import { type GalleryBank, type QueryBank, bankMatrix } from './bank.js';
 import { type RunOptions, runJob } from './job.js';
@@ -454,6 +455,34 @@ export class Normalizer {
     const k = count('k', o.k, 1);
     const own = await ownedMatrix(m, 'queries');
     return this.#topk(await runJob(o, (job) => this.#native.search(nm(own), k, this.#guarding, job)));
+  }
+
+  /**
+   * Retrieval metrics (R@K, MdR, MnR, mAP) of this normaliser's scores on `input`, streamed over the
+   * gallery: equal to `evaluate(await this.scores(input), groundTruth, opts)` — bit for bit — without
+   * building the n_q × n_g score matrix (memory: a few numbers per query). Rows of `input` are the
+   * queries (t2v); for v2t, fit a normaliser with the other modality as gallery.
+   */
+  async evaluate(input: MatrixLike, groundTruth?: GroundTruth, opts?: Omit<EvaluateOptions, 'direction'> & RunOptions): Promise<RetrievalMetrics> {
+    const o = options<EvaluateOptions & RunOptions>('evaluate options', opts, ['ties', 'ks', 'qbnormCompat', 'direction', ...RUN_KEYS]);
+    const [g, eo] = [gtOf(groundTruth), this.#evalOpts(o)];
+    const own = await ownedMatrix(this.#input(input), 'queries');
+    return retrievalOut(await runJob(o, (job) => this.#native.evaluate(nm(own), g, eo, job)));
+  }
+
+  /** Synchronous {@link Normalizer.evaluate}: small inputs only. */
+  evaluateSync(input: MatrixLike, groundTruth?: GroundTruth, opts?: Omit<EvaluateOptions, 'direction'>): RetrievalMetrics {
+    const o = options<EvaluateOptions>('evaluate options', opts, ['ties', 'ks', 'qbnormCompat', 'direction']);
+    const [g, eo] = [gtOf(groundTruth), this.#evalOpts(o)];
+    const m = this.#input(input);
+    return retrievalOut(callNative(() => this.#native.evaluateSync(nm(m), g, eo)));
+  }
+
+  #evalOpts(o: EvaluateOptions): import('./native/index.cjs').NativeEvalOptions {
+    if (o.direction === 'v2t') {
+      throw new DbnormError('ERR_PARAM', 'Normalizer.evaluate ranks the gallery for each query (t2v); for v2t fit a normaliser with the test queries as gallery');
+    }
+    return optsOf(o);
   }
 
   /** Synchronous {@link Normalizer.search}: small inputs only. */

@@ -1,7 +1,7 @@
 /**
  * Reading and writing NumPy `.npy` matrices natively (Rust), for evaluation tools and tests.
  *
- * Accepted on read: format versions 1.0–3.0, dtype `<f4` (as is) or `<f8` (rounded to `float32`),
+ * Accepted on read: format versions 1.0–3.0, dtype `<f4` (as is), `<f2` (widened exactly) or `<f8` (rounded to `float32`),
  * C order, shape `(rows, cols)` or `(n,)` (read as one row, `1 × n`). Anything else — another dtype
  * such as `<i4` or `>f4`, Fortran order, a 3-D array, a truncated or garbage file — is rejected with
  * `ERR_FORMAT` and a one-line message that names the file and the problem; an unreadable file gives
@@ -28,15 +28,36 @@ function checkPath(p: unknown): string {
  * @throws {@link DbnormError} `ERR_FORMAT` (not an accepted `.npy`), `ERR_IO` (cannot read),
  *   `ERR_NON_FINITE` (NaN or ±Infinity in the data; the message names the file, row and column)
  */
-export async function readNpy(path: string): Promise<Matrix> {
+export async function readNpy(path: string, opts?: ReadNpyOptions): Promise<Matrix> {
   const p = checkPath(path);
+  if (opts?.mmap === true) return readMapped(p);
   return toMatrix(await awaitNative(native.readNpy(p)), p);
 }
 
 /** Synchronous {@link readNpy}: blocks the event loop while reading, so use it for small files. */
-export function readNpySync(path: string): Matrix {
+export function readNpySync(path: string, opts?: ReadNpyOptions): Matrix {
   const p = checkPath(path);
+  if (opts?.mmap === true) return readMapped(p);
   return toMatrix(callNative(() => native.readNpySync(p)), p);
+}
+
+/** Options of {@link readNpy}. */
+export interface ReadNpyOptions {
+  /**
+   * Memory-map the file instead of reading it (default false). A `<f4` file is then viewed in place:
+   * its pages are loaded on demand and shared with the page cache, so a gallery larger than free
+   * memory can be passed anywhere a {@link Matrix} goes (writes to `data` stay private to the process,
+   * never reaching the file). `<f2` and `<f8` files are converted into memory. Same validation and
+   * coded errors as a plain read. The file must not be truncated by another process while mapped.
+   * The values are validated natively (one pass over the file) before the call returns.
+   */
+  mmap?: boolean;
+}
+
+function readMapped(p: string): Matrix {
+  const r = callNative(() => native.readNpyMappedSync(p));
+  // Validated natively (finite values, shape): skip the JS pass over a possibly huge mapping.
+  return Matrix.unchecked(r.data, r.rows, r.cols);
 }
 
 /**

@@ -1,6 +1,6 @@
 //! A small reader and writer for NumPy `.npy` files holding a 1-D or 2-D float matrix.
 //!
-//! Accepted: format versions 1.0, 2.0 and 3.0; dtype `<f4` (read as is) or `<f8` (converted to `f32`,
+//! Accepted: format versions 1.0, 2.0 and 3.0; dtype `<f4` (read as is), `<f2` (widened to `f32`, exactly) or `<f8` (converted to `f32`,
 //! rounding to nearest); C order (`fortran_order: False`); shape `(rows, cols)` or `(n,)`. A 1-D array
 //! of length `n` is read as **one row**, `1 × n` (NumPy's `atleast_2d` convention). Data are returned
 //! row-major, matching [`crate::MatRef`].
@@ -31,6 +31,8 @@ pub enum NpyDtype {
     F4,
     /// `<f8`: little-endian `f64` (converted to `f32` on read).
     F8,
+    /// `<f2`: little-endian IEEE half precision (widened to `f32` on read, exactly).
+    F2,
 }
 
 impl NpyDtype {
@@ -39,6 +41,7 @@ impl NpyDtype {
         match self {
             NpyDtype::F4 => 4,
             NpyDtype::F8 => 8,
+            NpyDtype::F2 => 2,
         }
     }
 }
@@ -207,7 +210,7 @@ fn truncated(h: &NpyHeader, found: usize, name: &str) -> Error {
     fmt_err(name, format!("truncated data: shape ({}, {}) needs {} bytes, found {found}", h.rows, h.cols, h.data_len()))
 }
 
-fn check_data_len(h: &NpyHeader, found: usize, name: &str) -> Result<()> {
+pub(crate) fn check_data_len(h: &NpyHeader, found: usize, name: &str) -> Result<()> {
     let want = h.data_len();
     if found < want {
         return Err(truncated(h, found, name));
@@ -222,12 +225,17 @@ fn check_data_len(h: &NpyHeader, found: usize, name: &str) -> Result<()> {
 }
 
 /// Appends the little-endian elements of `bytes` (a whole number of elements) to `out` as `f32`.
+pub(crate) fn convert_into(dtype: NpyDtype, bytes: &[u8], out: &mut Vec<f32>) {
+    convert(dtype, bytes, out)
+}
+
 fn convert(dtype: NpyDtype, bytes: &[u8], out: &mut Vec<f32>) {
     match dtype {
         NpyDtype::F4 => out.extend(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
         NpyDtype::F8 => out.extend(
             bytes.chunks_exact(8).map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32),
         ),
+        NpyDtype::F2 => out.extend(bytes.chunks_exact(2).map(|b| half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32())),
     }
 }
 
@@ -305,7 +313,7 @@ fn parse_dict(text: &[u8], version: (u8, u8), data_offset: usize, name: &str) ->
                 if p.peek() == Some(b'[') {
                     return Err(fmt_err(
                         name,
-                        "unsupported dtype: structured arrays are not supported (expected '<f4' or '<f8')",
+                        "unsupported dtype: structured arrays are not supported (expected '<f4', '<f8' or '<f2')",
                     ));
                 }
                 descr = Some(p.string().ok_or_else(|| garbage("'descr' must be a quoted string"))?);
@@ -334,13 +342,14 @@ fn parse_dict(text: &[u8], version: (u8, u8), data_offset: usize, name: &str) ->
     let dtype = match descr.as_str() {
         "<f4" => NpyDtype::F4,
         "<f8" => NpyDtype::F8,
+        "<f2" => NpyDtype::F2,
         d if d.starts_with('>') => {
             return Err(fmt_err(
                 name,
-                format!("unsupported dtype '{d}': big-endian data are not supported (expected '<f4' or '<f8')"),
+                format!("unsupported dtype '{d}': big-endian data are not supported (expected '<f4', '<f8' or '<f2')"),
             ))
         }
-        d => return Err(fmt_err(name, format!("unsupported dtype '{d}' (expected '<f4' or '<f8')"))),
+        d => return Err(fmt_err(name, format!("unsupported dtype '{d}' (expected '<f4', '<f8' or '<f2')"))),
     };
     if fortran {
         return Err(fmt_err(

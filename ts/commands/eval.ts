@@ -3,9 +3,10 @@
  * files, in embeddings mode (`--queries --gallery [--query-bank] [--gallery-bank]`) or similarity
  * mode (`--sims [--query-bank-sims] [--gallery-bank-sims]`), for t2v, v2t or both directions.
  *
- * Evaluation builds, per method and direction, the top-k lists (fused search, for hubness) and the
- * full normalised score matrix (for exact ranks, MdR, MnR and mAP): n_q × n_g float32, e.g. 500 MB for
- * COCO 5k (25 000 × 5 000). Similarity mode holds the input matrix too.
+ * Evaluation computes, per method and direction, the top-k lists (fused search, for hubness) and the
+ * exact ranks, MdR, MnR and mAP streamed over the gallery (`Normalizer.evaluate`): the n_q × n_g score
+ * matrix is never built, so memory is O(n_q × k) beyond the inputs. Similarity mode holds its input
+ * matrix (and its transpose for v2t).
  *
  * Output: a table (default), `--markdown`, or `--json` (one object on stdout, nothing else there).
  * Progress and notes go to stderr. Usage errors exit 2, data/runtime errors exit 1 (see `cli.ts`).
@@ -468,24 +469,28 @@ async function runEval(o: EvalFlags): Promise<void> {
       const onFit = (x: { done: number; total: number }): void => progress.update(index, label, 'fit', 0.5 * (x.done / Math.max(1, x.total)));
       const onSearch = (x: { done: number; total: number }): void => progress.update(index, label, 'top-k', 0.5 + 0.3 * (x.done / Math.max(1, x.total)));
       let seconds: number;
-      let full: Matrix;
+      let norm: Normalizer;
       let top: Awaited<ReturnType<Normalizer['search']>>;
       try {
         progress.update(index, label, 'fit', 0);
-        const norm =
+        norm =
           p.mode === 'embeddings'
             ? await Normalizer.fit({ gallery: dir === 't2v' ? m.gallery! : m.queries!, queryBank: qb, galleryBank: gb, metric }, { ...opts, onProgress: onFit })
             : await Normalizer.fitSimilarities({ queryBankSims: qb, galleryBankSims: gb, galleryCount: cols }, { ...opts, onProgress: onFit });
         top = await norm.search(input, { k, onProgress: onSearch });
         seconds = (performance.now() - t0) / 1000;
-        progress.update(index, label, 'full scores', 0.8);
-        full = await norm.scores(input);
       } catch (e) {
         throw withFiles(e, label, roles);
       }
-      progress.update(index, label, 'metrics', 0.9);
+      // ranks streamed over the gallery (the n_q × n_g score matrix is never built)
       const gt = truthFor(truth, dir, nq, ng);
-      const metrics = await evaluate(full, gt, { ties: o.ties, ks: o.ks, qbnormCompat: o.qbnormCompat === true });
+      const onEval = (x: { done: number; total: number }): void => progress.update(index, label, 'metrics', 0.8 + 0.2 * (x.done / Math.max(1, x.total)));
+      let metrics: Awaited<ReturnType<typeof evaluate>>;
+      try {
+        metrics = await norm.evaluate(input, gt, { ties: o.ties, ks: o.ks, qbnormCompat: o.qbnormCompat === true, onProgress: onEval });
+      } catch (e) {
+        throw withFiles(e, label, roles);
+      }
       const hub = await hubness(top, { k, hubThreshold: o.hubThreshold, galleryCount: cols });
       const row: ResultRow = { method, params: paramsOf(resolved), metrics: metricsRecord(metrics), hubness: hubnessRecord(hub), seconds, direction: dir };
       rows.push(row);

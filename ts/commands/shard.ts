@@ -142,7 +142,8 @@ function mustExist(flag: string, path: string | undefined): void {
   if (!st.isFile()) throw new UsageError(`${flag} ${path}: not a regular file`);
 }
 
-async function runFit(o: FitFlags): Promise<void> {
+/** `dbnorm fit` for a shard (`--shard`) or in similarity mode (`--*-sims`); the `fit` verb delegates here. */
+export async function runShardedFit(o: FitFlags): Promise<void> {
   if (!METHODS.includes(o.method as Method)) throw new UsageError(`unknown method '${o.method}' (expected one of ${METHODS.join(', ')})`);
   const method = o.method as Method;
   const emb = o.gallery !== undefined || o.queryBank !== undefined || o.galleryBank !== undefined || o.metric !== undefined;
@@ -240,7 +241,7 @@ export function registerShard(program: Command): void {
       .option('--shard <spec>', 'fit one shard: gallery=i/n,bank=j/m (0-based, even split)', parseShard);
     addMethodFlags(fit);
     fit.action(async (o: FitFlags) => {
-      await runFit(o);
+      await runShardedFit(o);
     });
   }
   program

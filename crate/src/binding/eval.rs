@@ -67,7 +67,7 @@ pub struct NativeHubness {
     pub groupie_ratio: f64,
 }
 
-fn gt_of(g: &NativeGroundTruth) -> crate::Result<GroundTruth> {
+pub(super) fn gt_of(g: &NativeGroundTruth) -> crate::Result<GroundTruth> {
     match g.kind.as_str() {
         "diagonal" => Ok(GroundTruth::Diagonal),
         "captions" => Ok(GroundTruth::CaptionsPerItem(g.captions_per_item.unwrap_or(0) as usize)),
@@ -85,7 +85,7 @@ fn gt_of(g: &NativeGroundTruth) -> crate::Result<GroundTruth> {
     }
 }
 
-fn opts_of(o: &NativeEvalOptions) -> crate::Result<EvalOptions> {
+pub(super) fn opts_of(o: &NativeEvalOptions) -> crate::Result<EvalOptions> {
     let direction = match o.direction.as_str() {
         "t2v" => Direction::T2v,
         "v2t" => Direction::V2t,
@@ -109,7 +109,7 @@ fn hopts_of(o: &NativeHubnessOptions) -> crate::Result<HubnessOptions> {
     Ok(HubnessOptions { k: o.k as usize, hub_factor: o.hub_factor, threshold })
 }
 
-fn retrieval_out(m: RetrievalMetrics) -> NativeRetrieval {
+pub(super) fn retrieval_out(m: RetrievalMetrics) -> NativeRetrieval {
     NativeRetrieval {
         recall_k: m.recall.iter().map(|&(k, _)| k as u32).collect(),
         recall: m.recall.iter().map(|&(_, r)| r).collect(),

@@ -453,6 +453,7 @@ impl NativeNormalizer {
 // parsed the struct before it expands their `impl NativeNormalizer` blocks.
 mod bank;
 mod eval;
+mod large;
 mod methods;
 mod npy;
 mod persist;

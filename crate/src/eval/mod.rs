@@ -11,6 +11,7 @@
 
 pub mod hubness;
 pub mod ranks;
+pub mod stream;
 
 pub use hubness::{
     hubness_from_occurrence, hubness_from_scores, hubness_from_topk, k_occurrence_from_scores, k_occurrence_from_topk,
@@ -20,6 +21,7 @@ pub use ranks::{
     retrieval_from_ranks, retrieval_metrics, retrieval_metrics_topk, Direction, EvalOptions, GroundTruth,
     RetrievalMetrics, TieMode,
 };
+pub use stream::retrieval_metrics_normalized;
 
 use crate::error::{Error, Result};
 use crate::matrix::MatRef;

@@ -210,7 +210,7 @@ pub fn retrieval_from_ranks(ranks: Vec<f64>, ks: &[usize], qbnorm_compat: bool) 
     summarize(ranks, None, None, ks, qbnorm_compat)
 }
 
-fn check_ks(ks: &[usize]) -> Result<()> {
+pub(crate) fn check_ks(ks: &[usize]) -> Result<()> {
     if ks.contains(&0) {
         return Err(Error::param("R@K: every K must be at least 1"));
     }
@@ -240,7 +240,7 @@ pub(crate) fn check_topk_lists(indices: &[u32], n_query: usize, k: usize, n_gall
 }
 
 /// The positives of each query in the orientation being ranked.
-enum Positives<'a> {
+pub(crate) enum Positives<'a> {
     /// Query `q`'s only positive is `q / d` (diagonal: `d = 1`; t2v captions: `d = c`).
     Div(usize),
     /// Query `q`'s positives are `q·c .. q·c + c` (v2t with `c` captions per item).
@@ -251,7 +251,7 @@ enum Positives<'a> {
 
 impl<'a> Positives<'a> {
     /// Validates `gt` against an `n_q × n_g` matrix and orients it for `dir`.
-    fn resolve(gt: &'a GroundTruth, nq: usize, ng: usize, dir: Direction) -> Result<Self> {
+    pub(crate) fn resolve(gt: &'a GroundTruth, nq: usize, ng: usize, dir: Direction) -> Result<Self> {
         match gt {
             GroundTruth::Diagonal => {
                 if nq != ng {
@@ -326,7 +326,7 @@ impl<'a> Positives<'a> {
     }
 
     /// Writes query `q`'s positives (ascending) into `out`.
-    fn fill(&self, q: usize, out: &mut Vec<u32>) {
+    pub(crate) fn fill(&self, q: usize, out: &mut Vec<u32>) {
         out.clear();
         match self {
             Positives::Div(d) => out.push((q / d) as u32),
@@ -338,8 +338,8 @@ impl<'a> Positives<'a> {
 
 /// Reused per-thread buffers of [`rank_query`].
 #[derive(Default)]
-struct Scratch {
-    pos: Vec<u32>,
+pub(crate) struct Scratch {
+    pub(crate) pos: Vec<u32>,
     /// Distinct positive scores, descending.
     levels: Vec<f32>,
     /// Number of positives at each level.
@@ -351,7 +351,7 @@ struct Scratch {
 }
 
 /// `(rank, average precision)` of one query over `row`, or `(NaN, NaN)` without positives.
-fn rank_query(row: &[f32], ties: TieMode, sc: &mut Scratch) -> (f64, f64) {
+pub(crate) fn rank_query(row: &[f32], ties: TieMode, sc: &mut Scratch) -> (f64, f64) {
     let pos = &sc.pos;
     match pos.len() {
         0 => (f64::NAN, f64::NAN),
@@ -378,21 +378,28 @@ fn rank_query(row: &[f32], ties: TieMode, sc: &mut Scratch) -> (f64, f64) {
             }
             sc.levels.truncate(w);
             count_levels(row, &sc.levels, &mut sc.above, &mut sc.equal);
-
-            let rank = position(sc.above[0], sc.equal[0], sc.mult[0], 1, ties);
-            let mut ap = 0.0;
-            let mut before = 0u32;
-            for l in 0..w {
-                let p = sc.mult[l];
-                for j in 1..=p {
-                    let r = position(sc.above[l], sc.equal[l], p, j, ties);
-                    ap += f64::from(before + j) / (1.0 + r);
-                }
-                before += p;
-            }
-            (rank, ap / n_pos as f64)
+            rank_from_levels(&sc.mult, &sc.above, &sc.equal, n_pos, ties)
         }
     }
+}
+
+/// `(rank, average precision)` from the level counts of one query: for descending distinct positive
+/// scores (levels), `mult[l]` positives sit at level l, `above[l]` candidates score strictly above it
+/// and `equal[l]` score exactly it (positives included). Shared by [`rank_query`] and the streamed
+/// evaluation (`super::stream`), so both give bit-identical results from the same counts.
+pub(crate) fn rank_from_levels(mult: &[u32], above: &[u32], equal: &[u32], n_pos: usize, ties: TieMode) -> (f64, f64) {
+    let rank = position(above[0], equal[0], mult[0], 1, ties);
+    let mut ap = 0.0;
+    let mut before = 0u32;
+    for l in 0..mult.len() {
+        let p = mult[l];
+        for j in 1..=p {
+            let r = position(above[l], equal[l], p, j, ties);
+            ap += f64::from(before + j) / (1.0 + r);
+        }
+        before += p;
+    }
+    (rank, ap / n_pos as f64)
 }
 
 /// 0-based position of the j-th (1-based) of `p` positives inside a block of `eq` tied candidates that
@@ -424,7 +431,7 @@ fn count_single(row: &[f32], s: f32) -> (u32, u32) {
 const LEVEL_PASSES_MAX: usize = 16;
 
 /// For descending distinct `levels`: `above[l] = #{x > levels[l]}`, `equal[l] = #{x == levels[l]}`.
-fn count_levels(row: &[f32], levels: &[f32], above: &mut Vec<u32>, equal: &mut Vec<u32>) {
+pub(crate) fn count_levels(row: &[f32], levels: &[f32], above: &mut Vec<u32>, equal: &mut Vec<u32>) {
     let m = levels.len();
     above.clear();
     equal.clear();
@@ -528,7 +535,7 @@ fn rank_in_list(list: &[u32], pos: &[u32]) -> (f64, f64) {
 
 /// Aggregates per-query ranks (NaN = skipped) and average precisions. `topk = Some(k)` marks ranks
 /// from lists of length k (unknown beyond).
-fn summarize(
+pub(crate) fn summarize(
     mut ranks: Vec<f64>,
     aps: Option<Vec<f64>>,
     topk: Option<usize>,
