@@ -25,6 +25,7 @@ export {
   type ResolvedOptions,
   type TopK,
 } from './normalizer.js';
+export { type CandidateIds } from './candidates.js';
 export { syntheticBenchmark, type SyntheticBenchmark, type SyntheticOptions } from './synthetic.js';
 export {
   evaluate,

@@ -38,6 +38,33 @@ pub struct NativeAugmented {
     pub cols: u32,
 }
 
+/// See `NativeNormalizer::augmented_info`.
+#[napi(object)]
+pub struct NativeAugmentedInfo {
+    pub scale: f64,
+    pub offset_k: u32,
+    pub extra: u32,
+    pub gated: bool,
+}
+
+pub struct AugmentTask {
+    base: Arc<Normalizer>,
+    queries: NativeMatrix,
+    job: Option<Arc<JobState>>,
+}
+
+impl Task for AugmentTask {
+    type Output = (Vec<f32>, usize);
+    type JsValue = NativeAugmented;
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        let (base, q) = (&self.base, &self.queries);
+        guarded(|| with_control(&self.job, |ctl| base.augment_queries(q.view("queries")?, ctl)))
+    }
+    fn resolve(&mut self, _env: Env, (v, w): Self::Output) -> napi::Result<NativeAugmented> {
+        Ok(NativeAugmented { rows: self.queries.rows, cols: w as u32, data: Float32Array::new(v) })
+    }
+}
+
 pub struct AddTask {
     base: Arc<Normalizer>,
     input: NativeAddInput,
@@ -111,10 +138,12 @@ impl NativeNormalizer {
         AsyncTask::new(RerankTask { base: self.snapshot(), input, candidates, c })
     }
 
+    /// Augmented gallery rows `start..start + count` (default: all).
     #[napi]
-    pub fn augmented_gallery(&self) -> napi::Result<NativeAugmented> {
+    pub fn augmented_gallery(&self, start: Option<u32>, count: Option<u32>) -> napi::Result<NativeAugmented> {
         let n = self.snapshot();
-        guarded(|| n.augmented_gallery()).map(|(v, w)| NativeAugmented { rows: n.n_gallery as u32, cols: w as u32, data: Float32Array::new(v) })
+        let range = start.map(|s| (s as usize, count.map(|c| c as usize).unwrap_or(n.n_gallery.saturating_sub(s as usize))));
+        guarded(|| n.augmented_gallery(range)).map(|(v, w)| NativeAugmented { rows: (v.len() / w.max(1)) as u32, cols: w as u32, data: Float32Array::new(v) })
     }
 
     #[napi]
@@ -122,6 +151,27 @@ impl NativeNormalizer {
         let n = self.snapshot();
         let rows = queries.rows;
         guarded(|| n.augment_queries(queries.view("queries")?, &crate::control::Control::none())).map(|(v, w)| NativeAugmented { rows, cols: w as u32, data: Float32Array::new(v) })
+    }
+
+    /// `augment_queries` on the thread pool (the raw search of DIS / DualDIS runs off the event loop).
+    #[napi(ts_return_type = "Promise<NativeAugmented>")]
+    pub fn augment_queries_async(&self, queries: NativeMatrix, job: Option<&NativeJob>) -> AsyncTask<AugmentTask> {
+        AsyncTask::new(AugmentTask { base: self.snapshot(), queries, job: job_state(job) })
+    }
+
+    /// Augmented queries with the gates from given raw top-1 ids (one per query; DIS / DualDIS).
+    #[napi]
+    pub fn augment_queries_with_top1(&self, queries: NativeMatrix, top1: Uint32Array) -> napi::Result<NativeAugmented> {
+        let n = self.snapshot();
+        let rows = queries.rows;
+        guarded(|| n.augment_queries_with_top1(queries.view("queries")?, &top1)).map(|(v, w)| NativeAugmented { rows, cols: w as u32, data: Float32Array::new(v) })
+    }
+
+    /// Constants for serving from an inner-product engine: score = scale · ip − offset(q).
+    #[napi]
+    pub fn augmented_info(&self) -> NativeAugmentedInfo {
+        let n = self.snapshot();
+        NativeAugmentedInfo { scale: n.augmented_scale(), offset_k: n.augmented_offset_k() as u32, extra: n.augmented_extra() as u32, gated: n.augmented_gated() }
     }
 
     /// Number of query rows identical to a query-bank row (embeddings mode; 0 otherwise).
