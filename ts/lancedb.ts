@@ -51,6 +51,21 @@ export interface LanceGalleryOptions {
   mode?: 'create' | 'overwrite';
   /** Rows per written batch (default 65 536; bounds the memory of the augmented copy). */
   batchRows?: number;
+  /**
+   * Vector space of the table: `'dot'` stores `[g ; −b]` and searches with LanceDB's `dot`
+   * distance; `'l2'` stores one more coordinate and searches with squared L2 (same ranking, see
+   * {@link LanceGallery}). Default `'dot'`, except `'l2'` for an `ivf_hnsw_sq` index: LanceDB
+   * 0.31's HNSW-SQ under `dot` returns wrong neighbours (recall@10 ≈ 0.01 on unit vectors here).
+   */
+  space?: 'dot' | 'l2';
+  /**
+   * Zero columns to append so that the stored width is a multiple of `padTo` (inner products and
+   * distances are unchanged). PQ indexes need the width divisible by their sub-vector count, and
+   * d + 1 rarely is (513 for 512-d): default 16 for `ivf_pq` / `ivf_hnsw_pq`, else 1 (no padding).
+   */
+  padTo?: number;
+  /** `'l2'` space: the bound M ≥ every stored row's norm, as a factor of the largest norm at creation (default 1.25: room for {@link LanceGallery.add}). */
+  normBound?: number;
 }
 
 /** Options of {@link LanceGallery.search}. */
@@ -104,6 +119,56 @@ interface Meta {
   metric: string | null;
   idKind: 'none' | 'string' | 'number' | 'bigint';
   columns: string[];
+  /** `'dot'`: rows `[g ; −b]`; `'l2'`: rows `[g ; −b ; √(M² − ‖[g ; −b]‖²)]` searched with squared L2. */
+  space: 'dot' | 'l2';
+  /** M, the norm bound of the `'l2'` space (0 for `'dot'`). */
+  bound: number;
+  /** Zero columns appended to every stored and query vector (PQ needs the width divisible by its sub-vector count). */
+  pad: number;
+}
+
+/**
+ * The stored vectors of augmented rows `aug` (row-major, width w). In the `'l2'` space each row gets
+ * one more coordinate `√(M² − ‖row‖²)` so that ‖[q ; 0] − row′‖² = ‖q‖² + M² − 2⟨q, row⟩ ranks like
+ * the inner product (the maximum-inner-product → nearest-neighbour reduction of Bachrach et al.,
+ * RecSys 2014). Throws `ERR_PARAM` when a row's norm exceeds M.
+ */
+function storedRows(aug: Matrix, meta: Meta): Float32Array {
+  const w = aug.cols;
+  const l2 = meta.space === 'l2' ? 1 : 0;
+  const W = w + l2 + meta.pad;
+  if (W === w) return aug.data;
+  const out = new Float32Array(aug.rows * W);
+  if (!l2) {
+    for (let i = 0; i < aug.rows; i++) out.set(aug.data.subarray(i * w, (i + 1) * w), i * W);
+    return out;
+  }
+  const m2 = meta.bound * meta.bound;
+  for (let i = 0; i < aug.rows; i++) {
+    let n2 = 0;
+    for (let t = 0; t < w; t++) {
+      const v = aug.data[i * w + t]!;
+      n2 += v * v;
+      out[i * W + t] = v;
+    }
+    if (n2 > m2) throw new DbnormError('ERR_PARAM', `an augmented row has norm ${Math.sqrt(n2)} above the table's bound M = ${meta.bound} (l2 space): recreate the table with a larger normBound`);
+    out[i * W + w] = Math.sqrt(m2 - n2);
+  }
+  return out;
+}
+
+/** Largest norm of the augmented rows of `norm` (streamed in chunks). */
+function maxRowNorm(norm: Normalizer, batchRows: number): number {
+  let best = 0;
+  for (let start = 0; start < norm.galleryCount; start += batchRows) {
+    const a = norm.augmentedGallery({ start, count: Math.min(batchRows, norm.galleryCount - start) });
+    for (let i = 0; i < a.rows; i++) {
+      let n2 = 0;
+      for (let t = 0; t < a.cols; t++) n2 += a.data[i * a.cols + t]! * a.data[i * a.cols + t]!;
+      best = Math.max(best, n2);
+    }
+  }
+  return Math.sqrt(best);
 }
 
 // Both loaded with require (not import()): LanceDB is CommonJS and checks Arrow classes with
@@ -171,9 +236,10 @@ function checkColumns(columns: Record<string, ArrayLike<unknown>> | undefined, n
 /** Builds one Arrow record batch of rows `start .. start + count` of the augmented gallery. */
 function batchOf(a: typeof Arrow, norm: Normalizer, start: number, count: number, meta: Meta, ids: ArrayLike<ItemId> | undefined, idOffset: number, columns: Record<string, ArrayLike<unknown>> | undefined): Arrow.Table {
   const aug = norm.augmentedGallery({ start, count });
-  const w = aug.cols;
+  const data = storedRows(aug, meta);
+  const w = data.length / count;
   const vecType = new a.FixedSizeList(w, new a.Field('item', new a.Float32(), true));
-  const child = a.makeData({ type: new a.Float32(), length: count * w, data: aug.data });
+  const child = a.makeData({ type: new a.Float32(), length: count * w, data });
   const cols: Record<string, Arrow.Vector> = {
     dbnorm_index: a.makeVector(Uint32Array.from({ length: count }, (_, i) => start + i)),
     vector: a.makeVector(a.makeData({ type: vecType, length: count, nullCount: 0, child })),
@@ -189,7 +255,9 @@ function batchOf(a: typeof Arrow, norm: Normalizer, start: number, count: number
     const v = columns![name]!;
     cols[name] = a.vectorFromArray(Array.from({ length: count }, (_, i) => v[idOffset + i]));
   }
-  return new a.Table(cols);
+  const t = new a.Table(cols);
+  // Every batch carries the table's metadata (LanceDB keeps the schema of what is written).
+  return new a.Table(new a.Schema(t.schema.fields, new Map([[META_KEY, JSON.stringify(meta)]])), t.batches);
 }
 
 /**
@@ -227,7 +295,7 @@ export class LanceGallery {
     if (typeof tableName !== 'string' || tableName.length === 0) throw new DbnormError('ERR_PARAM', 'tableName must be a non-empty string');
     if (opts === null || typeof opts !== 'object') throw new DbnormError('ERR_PARAM', 'options must be an object');
     for (const key of Object.keys(opts)) {
-      if (!['ids', 'columns', 'index', 'mode', 'batchRows'].includes(key)) throw new DbnormError('ERR_PARAM', `unknown option '${key}'`);
+      if (!['ids', 'columns', 'index', 'mode', 'batchRows', 'space', 'normBound', 'padTo'].includes(key)) throw new DbnormError('ERR_PARAM', `unknown option '${key}'`);
     }
     const mode = opts.mode ?? 'create';
     if (mode !== 'create' && mode !== 'overwrite') throw new DbnormError('ERR_PARAM', `mode must be 'create' or 'overwrite', got '${String(mode)}'`);
@@ -236,6 +304,13 @@ export class LanceGallery {
     const n = norm.galleryCount;
     if (n === 0) throw new DbnormError('ERR_SHAPE', 'the normaliser has an empty gallery');
     const info = norm.augmentedInfo();
+    const space = opts.space ?? (opts.index?.type === 'ivf_hnsw_sq' ? 'l2' : 'dot');
+    if (space !== 'dot' && space !== 'l2') throw new DbnormError('ERR_PARAM', `space must be 'dot' or 'l2', got '${String(space)}'`);
+    const factor = opts.normBound ?? 1.25;
+    if (typeof factor !== 'number' || !Number.isFinite(factor) || factor < 1) throw new DbnormError('ERR_PARAM', `normBound must be a finite number ≥ 1, got ${String(factor)}`);
+    const padTo = opts.padTo ?? (opts.index?.type === 'ivf_pq' || opts.index?.type === 'ivf_hnsw_pq' ? 16 : 1);
+    if (!Number.isSafeInteger(padTo) || padTo < 1 || padTo > 4096) throw new DbnormError('ERR_PARAM', `padTo must be an integer in 1..4096, got ${String(padTo)}`);
+    const width = norm.dim + info.extra + (space === 'l2' ? 1 : 0);
     const meta: Meta = {
       format: FORMAT,
       method: norm.method,
@@ -244,13 +319,15 @@ export class LanceGallery {
       metric: norm.metric,
       idKind: opts.ids === undefined ? 'none' : idKind(opts.ids, n, 'ids'),
       columns: checkColumns(opts.columns, n),
+      space,
+      bound: space === 'l2' ? Math.fround(factor * maxRowNorm(norm, batchRows)) : 0,
+      pad: (padTo - (width % padTo)) % padTo,
     };
-    const indexConfig = opts.index === undefined ? undefined : await indexFor(opts.index);
+    const indexConfig = opts.index === undefined ? undefined : await indexFor(opts.index, space);
     const conn = typeof db === 'string' ? await engine('connect', async () => (await lance()).connect(db)) : db;
     const a = await arrow();
     const first = batchOf(a, norm, 0, Math.min(batchRows, n), meta, opts.ids, 0, opts.columns);
-    const schema = new a.Schema(first.schema.fields, new Map([[META_KEY, JSON.stringify(meta)]]));
-    const table = await engine('createTable', () => conn.createTable(tableName, first, { mode, schema }));
+    const table = await engine('createTable', () => conn.createTable(tableName, first, { mode, schema: first.schema }));
     for (let start = batchRows; start < n; start += batchRows) {
       const count = Math.min(batchRows, n - start);
       const batch = batchOf(a, norm, start, count, meta, opts.ids, start, opts.columns);
@@ -290,7 +367,7 @@ export class LanceGallery {
     const got = await engine('query', () => table.query().where(`dbnorm_index IN (${probe.join(', ')})`).select(['dbnorm_index', 'vector']).toArray());
     for (const j of probe) {
       const row = got.find((r) => Number(r.dbnorm_index) === j);
-      const want = norm.augmentedGallery({ start: j, count: 1 }).data;
+      const want = storedRows(norm.augmentedGallery({ start: j, count: 1 }), meta);
       const have = row ? Float32Array.from(row.vector as Iterable<number>) : null;
       if (!have || have.length !== want.length || have.some((v, t) => !Object.is(v, want[t]))) {
         throw new DbnormError('ERR_SHAPE', `table '${tableName}' row ${j} differs from the normaliser's augmented gallery: the table was written from another normaliser`);
@@ -355,8 +432,18 @@ export class LanceGallery {
 
   async #query(v: Matrix, from: number, to: number, k: number, raw: boolean, opts: LanceSearchOptions, select: string[], payload: Map<string, Map<number, unknown>>, ids: Map<number, ItemId>): Promise<Hits> {
     const w = v.cols;
-    const row = (i: number): Float32Array => v.data.subarray(i * w, (i + 1) * w);
-    let q = this.table.vectorSearch(row(from)).column('vector').distanceType('dot').limit(k);
+    const l2 = this.#meta.space === 'l2';
+    const W = w + (l2 ? 1 : 0) + this.#meta.pad;
+    const norm2 = new Float64Array(to - from);
+    const row = (i: number): Float32Array => {
+      const r = v.data.subarray(i * w, (i + 1) * w);
+      if (W === w) return r;
+      const out = new Float32Array(W);
+      out.set(r);
+      for (let t = 0; t < w; t++) norm2[i - from] += r[t]! * r[t]!;
+      return out;
+    };
+    let q = this.table.vectorSearch(row(from)).column('vector').distanceType(l2 ? 'l2' : 'dot').limit(k);
     for (let i = from + 1; i < to; i++) q = q.addQueryVector(row(i));
     if (opts.nprobes !== undefined) q = q.nprobes(opts.nprobes);
     if (opts.ef !== undefined) q = q.ef(opts.ef);
@@ -367,10 +454,13 @@ export class LanceGallery {
     const cols = ['dbnorm_index', '_distance', ...(wantId ? ['id'] : []), ...select];
     const t = await engine('search', () => q.select(cols).toArrow());
     const nRows = t.numRows;
+    if (nRows === 0) return collectHits(to - from, k, [], [], []);
     const qi = to - from === 1 ? new Int32Array(nRows) : Int32Array.from(t.getChild('query_index')!.toArray() as ArrayLike<number>);
     const idx = Uint32Array.from(t.getChild('dbnorm_index')!.toArray() as ArrayLike<number>);
     const dist = t.getChild('_distance')!.toArray() as Float32Array;
-    const ip = Float64Array.from(dist, (x) => 1 - x);
+    const m2 = this.#meta.bound * this.#meta.bound;
+    // dot: distance = 1 − ip; l2: distance = ‖q‖² + M² − 2·ip.
+    const ip = l2 ? Float64Array.from(dist, (x, r) => (norm2[qi[r]!]! + m2 - x) / 2) : Float64Array.from(dist, (x) => 1 - x);
     if (wantId) {
       const col = t.getChild('id')!;
       for (let r = 0; r < nRows; r++) {
@@ -436,11 +526,11 @@ export class LanceGallery {
   }
 }
 
-async function indexFor(opts: LanceIndexOptions): Promise<Lance.Index> {
+async function indexFor(opts: LanceIndexOptions, space: 'dot' | 'l2'): Promise<Lance.Index> {
   if (opts === null || typeof opts !== 'object') throw new DbnormError('ERR_PARAM', 'index must be { type, ...options }');
   const { type, ...rest } = opts as { type: string } & Record<string, unknown>;
-  if ('distanceType' in rest && rest.distanceType !== 'dot') throw new DbnormError('ERR_PARAM', "index distanceType must be 'dot' (the augmented vectors rank by inner product)");
-  const config = { ...rest, distanceType: 'dot' as const };
+  if ('distanceType' in rest) throw new DbnormError('ERR_PARAM', "index distanceType is set by dbnorm ('dot', or 'l2' in the l2 space); use the gallery's `space` option");
+  const config = { ...rest, distanceType: space };
   const { Index } = await lance();
   switch (type) {
     case 'ivf_pq':
