@@ -12,6 +12,7 @@
  * | `ERR_LEAK` | test queries are query-bank rows, or gallery items are gallery-bank rows (with `leakGuard: 'strict'`) |
  * | `ERR_ABORTED` | the operation was cancelled through an `AbortSignal` (the error's `name` is `AbortError`) |
  * | `ERR_INTERNAL` | a bug in dbnorm (please report it) |
+ * | `ERR_NO_BINDING` | no native or WebAssembly build of dbnorm fits this machine (the message names the platform, the packages tried and the fix) |
  *
  * @module
  */
@@ -26,7 +27,8 @@ export type ErrorCode =
   | 'ERR_IO'
   | 'ERR_LEAK'
   | 'ERR_ABORTED'
-  | 'ERR_INTERNAL';
+  | 'ERR_INTERNAL'
+  | 'ERR_NO_BINDING';
 
 const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'ERR_SHAPE',
@@ -38,6 +40,7 @@ const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'ERR_LEAK',
   'ERR_ABORTED',
   'ERR_INTERNAL',
+  'ERR_NO_BINDING',
 ]);
 
 /**

@@ -26,6 +26,7 @@ export {
   type TopK,
 } from './normalizer.js';
 export { type CandidateIds } from './candidates.js';
+export { METHOD_INFO, PARAM_INFO, methodInfo, type MethodInfo, type ParamInfo } from './methods.js';
 export { syntheticBenchmark, type SyntheticBenchmark, type SyntheticOptions } from './synthetic.js';
 export {
   evaluate,

@@ -5,7 +5,9 @@ import { Matrix, type MatrixLike } from './matrix.js';
 import { native } from './native.js';
 import { type CandidateIds, candidateIds } from './candidates.js';
 import { loadNormalizer, loadNormalizerSync, saveNormalizer, saveNormalizerSync } from './persist.js';
+import { METHOD_INFO, type MethodInfo, PARAM_INFO, type ParamInfo, methodInfo } from './methods.js';
 import type { Metric } from './similarity.js';
+import { RUN_KEYS, count, describe, options } from './validate.js';
 
 /**
  * A normalisation method (formulas in the README and `spec/methods.md`):
@@ -24,8 +26,8 @@ import type { Metric } from './similarity.js';
  */
 export type Method = 'none' | 'is' | 'dis' | 'dual-is' | 'dual-dis' | 'csls' | 'nnn';
 
-/** Every method, in table order. */
-export const METHODS: readonly Method[] = ['none', 'is', 'dis', 'dual-is', 'dual-dis', 'csls', 'nnn'];
+/** Every method, in table order (read from the Rust core's method registry, see {@link METHOD_INFO}). */
+export const METHODS: readonly Method[] = Object.freeze(METHOD_INFO.map((m) => m.id as Method));
 
 /** Method and parameters. Unset values take the defaults of spec §2.2 (see {@link resolveOptions}). */
 export interface MethodOptions {
@@ -122,63 +124,62 @@ export interface FitSimilaritiesData {
   galleryCount?: number;
 }
 
-const NEEDS: Record<Method, { query: boolean; gallery: boolean; beta: 'none' | 'q' | 'qg' }> = {
-  none: { query: false, gallery: false, beta: 'none' },
-  is: { query: true, gallery: false, beta: 'q' },
-  dis: { query: true, gallery: false, beta: 'q' },
-  'dual-is': { query: true, gallery: true, beta: 'qg' },
-  'dual-dis': { query: true, gallery: true, beta: 'qg' },
-  csls: { query: true, gallery: false, beta: 'none' },
-  nnn: { query: true, gallery: false, beta: 'none' },
-};
+/** The option keys of {@link MethodOptions} (from the method table). */
+export const METHOD_OPTION_KEYS: readonly string[] = Object.freeze(['method', ...PARAM_INFO.map((p) => p.name)]);
 
-function checkInt(name: string, v: unknown, min: number): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > 0xffffffff) {
-    throw new DbnormError('ERR_PARAM', `${name} must be an integer ≥ ${min}, got ${String(v)}`);
-  }
-  return v;
+function needs(method: Method): MethodInfo {
+  return methodInfo(method)!;
 }
 
-function checkBeta(name: string, v: unknown, def: number | null, why: string): number {
-  if (v === undefined) {
-    if (def === null) {
-      throw new DbnormError(
-        'ERR_PARAM',
-        `${name} is required ${why}: β is an inverse temperature relative to the similarity scale ` +
-          `(β on cosine ≈ 100 × β on ×100 logits), so no default is safe; e.g. 20 for cosine-scale scores, 0.2 for ×100 logits`,
-      );
-    }
-    return def;
-  }
-  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
-    throw new DbnormError('ERR_PARAM', `${name} must be a finite number > 0 (an inverse temperature), got ${String(v)}`);
-  }
-  return v;
+function checkParam(spec: ParamInfo, v: unknown): number {
+  const lo = spec.minInclusive ? v !== undefined && typeof v === 'number' && v >= spec.min : typeof v === 'number' && v > spec.min;
+  const ok = typeof v === 'number' && Number.isFinite(v) && lo && v <= spec.max && (spec.kind === 'float' || Number.isSafeInteger(v));
+  if (ok) return v;
+  const rel = spec.minInclusive ? '≥' : '>';
+  throw new DbnormError(
+    'ERR_PARAM',
+    spec.kind === 'int'
+      ? `${spec.name} must be an integer ${rel} ${spec.min} and ≤ ${spec.max} (${spec.doc}), got ${describe(v)}`
+      : `${spec.name} must be a finite number ${rel} ${spec.min} (${spec.doc}), got ${describe(v)}`,
+  );
 }
 
 /**
- * Applies the defaults of spec §2.2 and validates every parameter.
+ * Applies the defaults of the method table and validates every parameter (types, ranges, and the
+ * option keys: an unknown key is `ERR_PARAM` naming the nearest valid one).
  * @param cosineEmbeddings whether β defaults apply (embeddings mode with cosine similarity)
+ * @param extraKeys further option keys the caller accepts besides the method parameters
+ *   (default: the keys of {@link RunOptions} and `leakGuard`)
  * @throws {@link DbnormError} `ERR_PARAM`
  */
-export function resolveOptions(opts: MethodOptions, cosineEmbeddings: boolean): ResolvedOptions {
-  if (opts === null || typeof opts !== 'object') throw new DbnormError('ERR_PARAM', 'options { method, ... } are required');
-  const method = opts.method;
-  if (!METHODS.includes(method)) {
-    throw new DbnormError('ERR_PARAM', `unknown method '${String(method)}' (expected one of ${METHODS.join(', ')})`);
+export function resolveOptions(opts: MethodOptions, cosineEmbeddings: boolean, extraKeys: readonly string[] = [...RUN_KEYS, 'leakGuard']): ResolvedOptions {
+  if (opts === null || typeof opts !== 'object') throw new DbnormError('ERR_PARAM', `options { method, ... } are required, got ${describe(opts)}`);
+  const o = options<Record<string, unknown>>('options', opts, [...METHOD_OPTION_KEYS, ...extraKeys], false);
+  const method = o.method;
+  const info = typeof method === 'string' ? methodInfo(method) : undefined;
+  if (info === undefined) {
+    throw new DbnormError('ERR_PARAM', `unknown method ${describe(method)} (expected one of ${METHODS.join(', ')})`);
   }
-  const why = cosineEmbeddings ? '' : 'for dot-product embeddings and precomputed similarities';
-  const need = NEEDS[method].beta;
-  const betaQuery = need === 'none' ? null : checkBeta('betaQuery', opts.betaQuery, cosineEmbeddings ? 20 : null, why);
-  const betaGallery = need === 'qg' ? checkBeta('betaGallery', opts.betaGallery, cosineEmbeddings ? 1 : null, why) : null;
-  const k = checkInt('k', opts.k ?? 1, 1);
-  const cslsK = checkInt('cslsK', opts.cslsK ?? 10, 1);
-  const nnnK = checkInt('nnnK', opts.nnnK ?? 128, 1);
-  const nnnAlpha = opts.nnnAlpha ?? 0.75;
-  if (typeof nnnAlpha !== 'number' || !Number.isFinite(nnnAlpha) || nnnAlpha < 0) {
-    throw new DbnormError('ERR_PARAM', `nnnAlpha must be a finite number ≥ 0, got ${String(nnnAlpha)}`);
+  const why = cosineEmbeddings ? '' : ' for dot-product embeddings and precomputed similarities';
+  const out: Record<string, number | null> = {};
+  for (const spec of PARAM_INFO) {
+    const v = o[spec.name];
+    if (spec.defaultCosineOnly && !info.params.includes(spec.name)) {
+      out[spec.name] = null; // β of a method that does not read it
+    } else if (v === undefined) {
+      if (spec.defaultCosineOnly && !cosineEmbeddings) {
+        throw new DbnormError(
+          'ERR_PARAM',
+          `${spec.name} is required${why}: β is an inverse temperature relative to the similarity scale ` +
+            `(β on cosine ≈ 100 × β on ×100 logits), so no default is safe; e.g. 20 for cosine-scale scores, 0.2 for ×100 logits`,
+        );
+      }
+      out[spec.name] = spec.default;
+    } else {
+      out[spec.name] = checkParam(spec, v);
+    }
   }
-  return { method, betaQuery, betaGallery, k, cslsK, nnnK, nnnAlpha };
+  return { method: method as Method, ...out } as unknown as ResolvedOptions;
 }
 
 function toNativeParams(r: ResolvedOptions): import('./native/index.cjs').NativeParams {
@@ -198,7 +199,7 @@ function nm(m: Matrix): import('./native/index.cjs').NativeMatrix {
 }
 
 function bankCheck(method: Method, which: 'query' | 'gallery', m: Matrix | undefined, name: string): void {
-  const needed = which === 'query' ? NEEDS[method].query : NEEDS[method].gallery;
+  const needed = which === 'query' ? needs(method).queryBank : needs(method).galleryBank;
   if (needed && (m === undefined || m.rows === 0)) {
     throw new DbnormError(
       'ERR_EMPTY_BANK',
@@ -216,12 +217,12 @@ function prepareFit(data: FitData, opts: MethodOptions) {
   const resolved = resolveOptions(opts, metric === 'cosine');
   const gallery = Matrix.shaped(data.gallery, 'gallery');
   if (gallery.rows === 0) throw new DbnormError('ERR_SHAPE', 'gallery has 0 rows (need at least one item)');
-  const needs = NEEDS[resolved.method];
+  const need = needs(resolved.method);
   // Every given bank is validated (shapes here, finiteness natively); the method uses what it needs.
   const qAll = data.queryBank === undefined ? undefined : bankMatrix(data.queryBank, 'query', 'embeddings', 'queryBank');
   const gAll = data.galleryBank === undefined ? undefined : bankMatrix(data.galleryBank, 'gallery', 'embeddings', 'galleryBank');
-  const queryBank = needs.query ? qAll : undefined;
-  const galleryBank = needs.gallery ? gAll : undefined;
+  const queryBank = need.queryBank ? qAll : undefined;
+  const galleryBank = need.galleryBank ? gAll : undefined;
   bankCheck(resolved.method, 'query', queryBank, 'queryBank');
   bankCheck(resolved.method, 'gallery', galleryBank, 'galleryBank');
   for (const [m, name] of [[qAll, 'queryBank'], [gAll, 'galleryBank']] as const) {
@@ -240,18 +241,18 @@ function prepareFit(data: FitData, opts: MethodOptions) {
 function prepareFitSims(data: FitSimilaritiesData, opts: MethodOptions) {
   if (data === null || typeof data !== 'object') throw new DbnormError('ERR_SHAPE', 'fit data { queryBankSims?, galleryBankSims? } is required');
   const resolved = resolveOptions(opts, false);
-  const needs = NEEDS[resolved.method];
+  const need = needs(resolved.method);
   const qAll = data.queryBankSims === undefined ? undefined : bankMatrix(data.queryBankSims, 'query', 'similarities', 'queryBankSims');
   const gAll = data.galleryBankSims === undefined ? undefined : bankMatrix(data.galleryBankSims, 'gallery', 'similarities', 'galleryBankSims');
-  const q = needs.query ? qAll : undefined;
-  const g = needs.gallery ? gAll : undefined;
+  const q = need.queryBank ? qAll : undefined;
+  const g = need.galleryBank ? gAll : undefined;
   bankCheck(resolved.method, 'query', q, 'queryBankSims');
   bankCheck(resolved.method, 'gallery', g, 'galleryBankSims');
   if (q && g && q.cols !== g.cols) {
     throw new DbnormError('ERR_SHAPE', `galleryBankSims has ${g.cols} columns (gallery items), queryBankSims has ${q.cols}`);
   }
   let galleryCount: number | undefined;
-  if (data.galleryCount !== undefined) galleryCount = checkInt('galleryCount', data.galleryCount, 1);
+  if (data.galleryCount !== undefined) galleryCount = count('galleryCount', data.galleryCount, 1);
   const input = { mode: 'similarities', queryBankSims: qAll && nm(qAll), galleryBankSims: gAll && nm(gAll), galleryCount };
   return { input, resolved };
 }
@@ -389,14 +390,14 @@ export class Normalizer {
    */
   async search(input: MatrixLike, opts: { k: number } & RunOptions): Promise<TopK> {
     const m = this.#input(input);
-    const k = checkInt('k', opts?.k, 1);
+    const k = count('k', opts?.k, 1);
     return runJob(opts, (job) => this.#native.search(nm(m), k, job));
   }
 
   /** Synchronous {@link Normalizer.search}: small inputs only. */
   searchSync(input: MatrixLike, opts: { k: number }): TopK {
     const m = this.#input(input);
-    const k = checkInt('k', opts?.k, 1);
+    const k = count('k', opts?.k, 1);
     return callNative(() => this.#native.searchSync(nm(m), k));
   }
 
@@ -475,12 +476,13 @@ export class Normalizer {
    */
   augmentedGallery(range?: { start?: number; count?: number }): Matrix {
     let start: number | undefined;
-    let count: number | undefined;
+    let rows: number | undefined;
     if (range !== undefined) {
-      start = checkInt('range.start', range.start ?? 0, 0);
-      count = checkInt('range.count', range.count ?? Math.max(0, this.galleryCount - start), 0);
+      if (range === null || typeof range !== 'object') throw new DbnormError('ERR_PARAM', 'range must be { start?, count? }');
+      start = count('range.start', range.start ?? 0);
+      rows = count('range.count', range.count ?? Math.max(0, this.galleryCount - start));
     }
-    const a = callNative(() => this.#native.augmentedGallery(start, count));
+    const a = callNative(() => this.#native.augmentedGallery(start, rows));
     return Matrix.unchecked(a.data, a.rows, a.cols);
   }
 

@@ -11,15 +11,17 @@
  * @module
  */
 import { awaitNative, callNative } from './errors.js';
+import { methodInfo } from './methods.js';
 import { native } from './native.js';
 import type { Method, ResolvedOptions } from './normalizer.js';
 
 type NativeNormalizer = InstanceType<typeof native.NativeNormalizer>;
 type NativeParams = import('./native/index.cjs').NativeParams;
 
-/** Methods whose options carry β_q / β_g (the others resolve them to `null`, see `resolveOptions`). */
-const USES_BETA_QUERY: ReadonlySet<Method> = new Set<Method>(['is', 'dis', 'dual-is', 'dual-dis']);
-const USES_BETA_GALLERY: ReadonlySet<Method> = new Set<Method>(['dual-is', 'dual-dis']);
+/** Whether `method` reads parameter `name` (β of other methods resolves to `null`, see `resolveOptions`). */
+function uses(method: Method, name: string): boolean {
+  return methodInfo(method)?.params.includes(name) ?? false;
+}
 
 function checkPath(path: unknown): string {
   if (typeof path !== 'string' || path.length === 0) {
@@ -33,8 +35,8 @@ export function optionsFromNative(p: NativeParams): ResolvedOptions {
   const method = p.method as Method;
   return {
     method,
-    betaQuery: USES_BETA_QUERY.has(method) ? p.betaQuery : null,
-    betaGallery: USES_BETA_GALLERY.has(method) ? p.betaGallery : null,
+    betaQuery: uses(method, 'betaQuery') ? p.betaQuery : null,
+    betaGallery: uses(method, 'betaGallery') ? p.betaGallery : null,
     k: p.k,
     cslsK: p.cslsK,
     nnnK: p.nnnK,

@@ -17,6 +17,7 @@ pub mod methods;
 pub mod normalizer;
 pub mod rows;
 pub mod npy;
+pub mod fileio;
 pub mod persist;
 
 #[cfg(feature = "binding")]

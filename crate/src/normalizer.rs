@@ -458,13 +458,9 @@ impl Normalizer {
         Ok((idx, out))
     }
 
-    /// Extra dimensions of the augmented vectors: 2 for DualDIS, else 1.
+    /// Extra dimensions of the augmented vectors (the method descriptor's augmented columns).
     pub fn augmented_extra(&self) -> usize {
-        if self.method == Method::DualDis {
-            2
-        } else {
-            1
-        }
+        self.method.info().augmented_columns()
     }
 
     /// Scale of the augmented inner product: the normalised score is
@@ -497,11 +493,7 @@ impl Normalizer {
         }
         let e = self.augmented_extra();
         let sc = &self.scorer;
-        let cols: Vec<&Vec<f64>> = match self.method {
-            Method::Dis => vec![&sc.bias[1]],
-            Method::DualDis => vec![&sc.bias[1], &sc.bias[2]],
-            _ => vec![&sc.bias[0]],
-        };
+        let cols: Vec<&Vec<f64>> = self.method.info().augmented.iter().map(|&v| &sc.bias[v]).collect();
         let w = dim + e;
         let mut out = vec![0f32; count * w];
         for (r, j) in (start..start + count).enumerate() {

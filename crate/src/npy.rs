@@ -15,13 +15,14 @@
 //! offset that a caller with a memory-mapped file needs for a zero-copy `<f4` view ([`parse_header`]).
 //! Reading from a path streams the data in chunks, so an `<f8` file never sits in memory twice.
 
-use std::fs::File;
-use std::io::{BufWriter, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::path::Path;
 
 use crate::error::{Error, ErrorCode, Result};
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
+/// Longest header dictionary accepted, in bytes (bounds the header buffer whatever the file says).
+pub const MAX_HEADER_LEN: usize = 1 << 16;
 
 /// The element type stored in the file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,30 +86,52 @@ pub fn parse_npy_f32(bytes: &[u8], name: &str) -> Result<(Vec<f32>, usize, usize
     let h = parse_header(bytes, name)?;
     let data = &bytes[h.data_offset..];
     check_data_len(&h, data.len(), name)?;
-    let mut out = Vec::with_capacity(h.rows * h.cols);
+    // Bounded by `bytes.len()` (checked just above); `try_reserve` keeps even that from aborting.
+    let mut out = Vec::new();
+    out.try_reserve_exact(h.rows * h.cols).map_err(|e| {
+        Error::new(ErrorCode::Io, format!("{name}: cannot allocate {} values: {e}", h.rows * h.cols))
+    })?;
     convert(h.dtype, data, &mut out);
     Ok((out, h.rows, h.cols))
 }
 
 /// Reads a `.npy` file: returns `(data, rows, cols)`, data row-major `f32`. Errors: `ERR_IO` if the file
-/// cannot be opened or read, `ERR_FORMAT` if it is not an accepted `.npy` (see the module docs).
+/// cannot be opened or read, or is not a regular file (a FIFO, device, directory or socket is refused
+/// before anything is read, without blocking: see [`crate::fileio::open_regular`]); `ERR_FORMAT` if it is
+/// not an accepted `.npy` (see the module docs), including a header whose sizes disagree with the
+/// file's length — checked before anything is allocated, so no header can make the reader abort.
 pub fn read_npy_f32(path: impl AsRef<Path>) -> Result<(Vec<f32>, usize, usize)> {
     let path = path.as_ref();
     let name = path.display().to_string();
     let io_err = |e: std::io::Error| Error::new(ErrorCode::Io, format!("{name}: cannot read: {e}"));
-    let mut file = File::open(path).map_err(|e| Error::new(ErrorCode::Io, format!("{name}: cannot open: {e}")))?;
+    let (mut file, file_len) = crate::fileio::open_regular(path, &name)?;
 
-    // Magic and version, then the header length field, then the header itself: never read past it.
+    // Magic and version, then the header length field, then the header itself: never read past it,
+    // and never size a buffer from the header before checking it against the file's length.
     let mut head = Vec::with_capacity(128);
     fill_to(&mut file, &mut head, 8).map_err(io_err)?;
     let prefix = preamble_len(&head, &name)?;
     fill_to(&mut file, &mut head, prefix).map_err(io_err)?;
     let (_, header_len, _) = parse_preamble(&head, &name)?;
+    if (prefix + header_len) as u64 > file_len {
+        return Err(fmt_err(
+            &name,
+            format!(
+                "truncated header: it declares {header_len} bytes but only {} follow",
+                file_len.saturating_sub(prefix as u64)
+            ),
+        ));
+    }
     fill_to(&mut file, &mut head, prefix + header_len).map_err(io_err)?;
     let h = parse_header(&head, &name)?;
 
     let total = h.data_len();
-    let mut out = Vec::with_capacity(h.rows * h.cols);
+    // The file's length must match the header before a single element is allocated.
+    check_data_len(&h, usize::try_from(file_len - h.data_offset as u64).unwrap_or(usize::MAX), &name)?;
+    let mut out = Vec::new();
+    out.try_reserve_exact(h.rows * h.cols).map_err(|e| {
+        Error::new(ErrorCode::Io, format!("{name}: cannot allocate {} values for shape ({}, {}): {e}", h.rows * h.cols, h.rows, h.cols))
+    })?;
     // 1 MiB chunks (a multiple of both element sizes).
     let mut chunk = vec![0u8; (1 << 20).min(total.max(8))];
     let mut done = 0usize;
@@ -167,14 +190,13 @@ pub fn encode_npy_f32(data: &[f32], rows: usize, cols: usize) -> Result<Vec<u8>>
 }
 
 /// Writes a row-major `rows × cols` `f32` matrix as a version 1.0 `.npy` file (see
-/// [`encode_npy_f32`]). `ERR_SHAPE` on a length mismatch, `ERR_IO` if the file cannot be written.
+/// [`encode_npy_f32`]), atomically and with the same rules as a save file
+/// ([`crate::fileio::write_atomic`]: a symbolic link is written through, a device node, FIFO, socket or
+/// directory is refused, an interrupted write leaves no temporary file on Linux). `ERR_SHAPE` on a
+/// length mismatch, `ERR_IO` if the file cannot be written.
 pub fn write_npy_f32(path: impl AsRef<Path>, data: &[f32], rows: usize, cols: usize) -> Result<()> {
-    let path = path.as_ref();
     let bytes = encode_npy_f32(data, rows, cols)?;
-    let io_err = |e: std::io::Error| Error::new(ErrorCode::Io, format!("{}: cannot write: {e}", path.display()));
-    let mut w = BufWriter::new(File::create(path).map_err(io_err)?);
-    w.write_all(&bytes).map_err(io_err)?;
-    w.flush().map_err(io_err)
+    crate::fileio::write_atomic(path.as_ref(), |w: &mut dyn Write| w.write_all(&bytes))
 }
 
 fn fmt_err(name: &str, what: impl std::fmt::Display) -> Error {
@@ -253,6 +275,10 @@ fn parse_preamble(bytes: &[u8], name: &str) -> Result<((u8, u8), usize, usize)> 
     } else {
         u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize
     };
+    // NumPy's own reader refuses headers above 10 000 bytes by default; real headers are < 1 KiB.
+    if header_len > MAX_HEADER_LEN {
+        return Err(fmt_err(name, format!("header of {header_len} bytes is too long (at most {MAX_HEADER_LEN} accepted)")));
+    }
     Ok(((bytes[6], bytes[7]), header_len, prefix))
 }
 

@@ -24,7 +24,9 @@ import { METHODS, type Method, type MethodOptions, Normalizer, type ResolvedOpti
 import { readNpy } from '../npy.js';
 import { type ResultRow, hubnessRecord, metricsRecord, render } from '../report.js';
 import type { Metric } from '../similarity.js';
-import { intOption, log, nonNegativeOption, positiveOption } from './util.js';
+import { PARAM_INFO, methodInfo, paramFlag } from '../methods.js';
+import { addMethodFlags, methodOptions, methodsHelp } from './method-flags.js';
+import { intOption, log } from './util.js';
 
 type Direction = 't2v' | 'v2t';
 
@@ -61,17 +63,6 @@ interface EvalFlags {
   markdown?: boolean;
 }
 
-/** Which banks a method reads (in the orientation being normalised). */
-const BANKS: Record<Method, { query: boolean; gallery: boolean }> = {
-  none: { query: false, gallery: false },
-  is: { query: true, gallery: false },
-  dis: { query: true, gallery: false },
-  'dual-is': { query: true, gallery: true },
-  'dual-dis': { query: true, gallery: true },
-  csls: { query: true, gallery: false },
-  nnn: { query: true, gallery: false },
-};
-
 /** File flags: option key → flag name, in the order files are loaded and reported. */
 const FILE_FLAGS = {
   queries: '--queries',
@@ -88,17 +79,18 @@ type FileKey = keyof typeof FILE_FLAGS;
 
 function listOption(v: string): number[] {
   const ks = v.split(',').map((x) => Number(x.trim()));
-  if (ks.length === 0 || ks.some((k) => !Number.isInteger(k) || k < 1)) {
-    throw new InvalidArgumentError(`expected a comma-separated list of integers ≥ 1, got '${v}'`);
+  if (ks.length === 0 || ks.some((k) => !Number.isInteger(k) || k < 1 || k > 0xffffffff)) {
+    throw new InvalidArgumentError(`expected a comma-separated list of integers in [1, 4294967295], got '${v}'`);
   }
   return ks;
 }
 
 /** `dbnorm eval`. */
 export function registerEval(program: Command): void {
-  program
+  const cmd = program
     .command('eval')
     .description('retrieval metrics and hubness before and after hubness reduction, from .npy files')
+    .addHelpText('after', `\nMethods:\n${methodsHelp()}`)
     .option('--queries <file>', 'embeddings mode: test queries, n_q × d (e.g. captions)')
     .option('--gallery <file>', 'embeddings mode: test gallery, n_g × d (e.g. images)')
     .option('--query-bank <file>', 'embeddings mode: query-modality bank, m_q × d (e.g. training captions)')
@@ -113,13 +105,9 @@ export function registerEval(program: Command): void {
     .option('--gt <file>', 'ground truth: JSON array, entry i = the positive gallery index (or an array of them) of query i')
     .addOption(new Option('--direction <dir>', 'direction(s) to evaluate').choices(['t2v', 'v2t', 'both']).default('t2v'))
     .addOption(new Option('--method <method>', `method to compare with none (${METHODS.join(', ')})`).conflicts('methods'))
-    .option('--methods <list>', 'comma-separated methods (none is always reported first)')
-    .option('--beta-query <b>', 'β_q (default 20 for cosine embeddings, else required)', positiveOption)
-    .option('--beta-gallery <b>', 'β_g (default 1 for cosine embeddings, else required)', positiveOption)
-    .option('--k <n>', 'DIS / DualDIS activation-set size (default 1)', intOption)
-    .option('--csls-k <n>', 'CSLS neighbourhood K (default 10)', intOption)
-    .option('--nnn-k <n>', 'NNN neighbourhood k (default 128)', intOption)
-    .option('--nnn-alpha <a>', 'NNN weight α (default 0.75)', nonNegativeOption)
+    .option('--methods <list>', 'comma-separated methods (none is always reported first)');
+  addMethodFlags(cmd);
+  cmd
     .option('--hubness-k <n>', 'k of the k-occurrence N_k', intOption, 10)
     .addOption(new Option('--skewness <which>', 'skewness shown in the table: over all items or items with N_k > 0').choices(['all', 'nonzero']).default('all'))
     .addOption(new Option('--hub-threshold <base>', 'hubs have N_k ≥ 2μ (mean) or ≥ 2k (peer)').choices(['mean', 'peer']).default('mean'))
@@ -149,6 +137,7 @@ function parseMethods(o: EvalFlags): Method[] {
     throw new UsageError(`give --method <method> or --methods <list> (methods: ${METHODS.join(', ')})`);
   }
   const names = (o.method !== undefined ? [o.method] : o.methods!.split(',')).map((m) => m.trim()).filter((m) => m !== '');
+  if (names.length === 0) throw new UsageError(`${o.method !== undefined ? '--method' : '--methods'} names no method (methods: ${METHODS.join(', ')})`);
   for (const m of names) {
     if (!METHODS.includes(m as Method)) throw new UsageError(`unknown method '${m}' (expected one of ${METHODS.join(', ')})`);
   }
@@ -195,12 +184,12 @@ function plan(o: EvalFlags): Plan {
   const cosine = mode === 'embeddings' && (o.metric ?? 'cosine') === 'cosine';
   const resolved = new Map<Method, ResolvedOptions>();
   for (const method of methods) {
-    const opts: MethodOptions = { method, betaQuery: o.betaQuery, betaGallery: o.betaGallery, k: o.k, cslsK: o.cslsK, nnnK: o.nnnK, nnnAlpha: o.nnnAlpha };
+    const opts = methodOptions(method, o as unknown as Record<string, unknown>);
     try {
       resolved.set(method, resolveOptions(opts, cosine));
     } catch (e) {
       if (e instanceof DbnormError) {
-        const msg = e.message.replace(/^betaQuery\b/, '--beta-query').replace(/^betaGallery\b/, '--beta-gallery');
+        const msg = e.message.replace(/^(\w+)\b/, (name) => (PARAM_INFO.some((p) => p.name === name) ? paramFlag(name) : name));
         throw new UsageError(`method '${method}': ${msg}`);
       }
       throw e;
@@ -213,7 +202,7 @@ function plan(o: EvalFlags): Plan {
     for (const method of methods) {
       for (const role of ['query', 'gallery'] as const) {
         const key = keys[role];
-        if (BANKS[method][role] && o[key] === undefined) {
+        if ((role === 'query' ? methodInfo(method)!.queryBank : methodInfo(method)!.galleryBank) && o[key] === undefined) {
           const swap =
             dir === 'v2t'
               ? mode === 'embeddings'
@@ -300,7 +289,7 @@ function readGt(path: string, nq: number, ng: number): Truth {
   }
   let doc: unknown;
   try {
-    doc = JSON.parse(text);
+    doc = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text); // a UTF-8 BOM is allowed
   } catch (e) {
     throw new DbnormError('ERR_FORMAT', `${path}: invalid ground truth: not JSON (${(e as Error).message.split('\n')[0]})`);
   }
@@ -402,22 +391,8 @@ function reporter(total: number): Reporter {
 
 /** The parameters a method actually uses (for the report). */
 function paramsOf(r: ResolvedOptions): Record<string, number | string | null> {
-  switch (r.method) {
-    case 'none':
-      return {};
-    case 'is':
-      return { betaQuery: r.betaQuery };
-    case 'dis':
-      return { betaQuery: r.betaQuery, k: r.k };
-    case 'dual-is':
-      return { betaQuery: r.betaQuery, betaGallery: r.betaGallery };
-    case 'dual-dis':
-      return { betaQuery: r.betaQuery, betaGallery: r.betaGallery, k: r.k };
-    case 'csls':
-      return { cslsK: r.cslsK };
-    case 'nnn':
-      return { nnnK: r.nnnK, nnnAlpha: r.nnnAlpha };
-  }
+  const rec = r as unknown as Record<string, number | null>;
+  return Object.fromEntries(methodInfo(r.method)!.params.map((name) => [name, rec[name] ?? null]));
 }
 
 /** Rewrites the library's role names in an error message into the files that play the role. */
@@ -460,8 +435,8 @@ async function runEval(o: EvalFlags): Promise<void> {
       const label = `${dir} ${method}`;
       const resolved = p.resolved.get(method)!;
       const bk = bankKeys(p.mode, dir);
-      const qb = BANKS[method].query ? m[bk.query] : undefined;
-      const gb = BANKS[method].gallery ? m[bk.gallery] : undefined;
+      const qb = methodInfo(method)!.queryBank ? m[bk.query] : undefined;
+      const gb = methodInfo(method)!.galleryBank ? m[bk.gallery] : undefined;
       // rows of the evaluated matrix: queries for t2v, gallery items for v2t (normalised on Sᵀ)
       let input: Matrix;
       let cols: number;
@@ -528,12 +503,6 @@ async function runEval(o: EvalFlags): Promise<void> {
 }
 
 function resolvedToOptions(r: ResolvedOptions): Omit<MethodOptions, 'method'> {
-  return {
-    betaQuery: r.betaQuery ?? undefined,
-    betaGallery: r.betaGallery ?? undefined,
-    k: r.k,
-    cslsK: r.cslsK,
-    nnnK: r.nnnK,
-    nnnAlpha: r.nnnAlpha,
-  };
+  const rec = r as unknown as Record<string, number | null>;
+  return Object.fromEntries(PARAM_INFO.filter((p) => rec[p.name] !== null && rec[p.name] !== undefined).map((p) => [p.name, rec[p.name]]));
 }

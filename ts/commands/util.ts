@@ -3,7 +3,7 @@ import { InvalidArgumentError } from 'commander';
 /** Parses a positive integer option (commander turns the thrown error into a usage error, exit 2). */
 export function intOption(v: string): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected an integer ≥ 1, got '${v}'`);
+  if (v.trim() === '' || !Number.isInteger(n) || n < 1 || n > 0xffffffff) throw new InvalidArgumentError(`expected an integer in [1, 4294967295], got '${v}'`);
   return n;
 }
 

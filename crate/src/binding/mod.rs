@@ -474,6 +474,7 @@ impl NativeNormalizer {
 // parsed the struct before it expands their `impl NativeNormalizer` blocks.
 mod bank;
 mod eval;
+mod methods;
 mod npy;
 mod persist;
 mod serving;

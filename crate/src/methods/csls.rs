@@ -7,7 +7,21 @@
 
 use super::scorer::{Gate, Scorer};
 use super::stats::{BankStats, StatsRequest};
-use super::Params;
+use super::{MethodInfo, Params};
+
+/// The descriptor (registry entry) of `csls`.
+pub const INFO: MethodInfo = MethodInfo {
+    id: "csls",
+    summary: "2s − r_T(q) − r_S(j)",
+    query_bank: true,
+    gallery_bank: false,
+    params: &["cslsK"],
+    bias_reducible: true,
+    augmented: &[0],
+    persist_code: 5,
+    requests,
+    scorer: |p, q, _, n| scorer(p, q.expect("query bank stats"), n),
+};
 
 pub fn requests(p: &Params) -> (Option<StatsRequest>, Option<StatsRequest>) {
     (Some(StatsRequest { top_values: Some(p.csls_k), ..Default::default() }), None)

@@ -10,7 +10,21 @@
 
 use super::scorer::{Gate, Scorer};
 use super::stats::{BankStats, StatsRequest};
-use super::Params;
+use super::{MethodInfo, Params};
+
+/// The descriptor (registry entry) of `dis`.
+pub const INFO: MethodInfo = MethodInfo {
+    id: "dis",
+    summary: "β_q·s − γ_q(q)·L_q(j)",
+    query_bank: true,
+    gallery_bank: false,
+    params: &["betaQuery", "k"],
+    bias_reducible: true,
+    augmented: &[1],
+    persist_code: 2,
+    requests,
+    scorer: |p, q, _, n| scorer(p, q.expect("query bank stats"), n),
+};
 
 pub fn requests(p: &Params) -> (Option<StatsRequest>, Option<StatsRequest>) {
     (Some(StatsRequest { lse_beta: Some(p.beta_query), row_topk: Some(p.k), ..Default::default() }), None)

@@ -11,7 +11,21 @@
 
 use super::scorer::{Gate, Scorer};
 use super::stats::{BankStats, StatsRequest};
-use super::Params;
+use super::{MethodInfo, Params};
+
+/// The descriptor (registry entry) of `dual-dis`.
+pub const INFO: MethodInfo = MethodInfo {
+    id: "dual-dis",
+    summary: "(β_q+β_g)·s − γ_q(q)·L_q(j) − γ_g(q)·L_g(j)",
+    query_bank: true,
+    gallery_bank: true,
+    params: &["betaQuery", "betaGallery", "k"],
+    bias_reducible: true,
+    augmented: &[1, 2],
+    persist_code: 4,
+    requests,
+    scorer: |p, q, g, n| scorer(p, q.expect("query bank stats"), g.expect("gallery bank stats"), n),
+};
 
 pub fn requests(p: &Params) -> (Option<StatsRequest>, Option<StatsRequest>) {
     (

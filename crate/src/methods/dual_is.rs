@@ -9,7 +9,21 @@
 
 use super::scorer::{Gate, Scorer};
 use super::stats::{BankStats, StatsRequest};
-use super::Params;
+use super::{MethodInfo, Params};
+
+/// The descriptor (registry entry) of `dual-is`.
+pub const INFO: MethodInfo = MethodInfo {
+    id: "dual-is",
+    summary: "(β_q+β_g)·s − L_q(j) − L_g(j)",
+    query_bank: true,
+    gallery_bank: true,
+    params: &["betaQuery", "betaGallery"],
+    bias_reducible: true,
+    augmented: &[0],
+    persist_code: 3,
+    requests,
+    scorer: |p, q, g, n| scorer(p, q.expect("query bank stats"), g.expect("gallery bank stats"), n),
+};
 
 pub fn requests(p: &Params) -> (Option<StatsRequest>, Option<StatsRequest>) {
     (

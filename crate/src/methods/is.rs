@@ -9,7 +9,21 @@
 
 use super::scorer::{Gate, Scorer};
 use super::stats::{BankStats, StatsRequest};
-use super::Params;
+use super::{MethodInfo, Params};
+
+/// The descriptor (registry entry) of `is`.
+pub const INFO: MethodInfo = MethodInfo {
+    id: "is",
+    summary: "β_q·s − L_q(j)",
+    query_bank: true,
+    gallery_bank: false,
+    params: &["betaQuery"],
+    bias_reducible: true,
+    augmented: &[0],
+    persist_code: 1,
+    requests,
+    scorer: |p, q, _, n| scorer(p, q.expect("query bank stats"), n),
+};
 
 pub fn requests(p: &Params) -> (Option<StatsRequest>, Option<StatsRequest>) {
     (Some(StatsRequest { lse_beta: Some(p.beta_query), ..Default::default() }), None)

@@ -11,94 +11,275 @@
 //! | [`csls`] | query bank | 2s − r_T(q) − r_S(j) |
 //! | [`nnn`] | query bank | s − α·mean top-k_b P^q_bj |
 
-pub mod csls;
-pub mod dis;
-pub mod dual_dis;
-pub mod dual_is;
-pub mod is;
-pub mod nnn;
-pub mod none;
 pub mod scorer;
 pub mod stats;
 
 use crate::error::{Error, Result};
+use scorer::Scorer;
 use stats::{BankStats, StatsRequest};
 
-/// A normalisation method.
+/// Declares the method registry: one line per method, `Variant => module`. Each module is one
+/// method file exporting `pub const INFO: MethodInfo` (its descriptor). Everything else (the TS
+/// facade, the CLI, persistence, the augmented vectors) reads [`Method::info`] / [`METHOD_TABLE`].
+macro_rules! registry {
+    ($($variant:ident => $module:ident),* $(,)?) => {
+        $(pub mod $module;)*
+
+        /// A normalisation method (the registry's variants; descriptors in [`MethodInfo`]).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Method {
+            $($variant),*
+        }
+
+        const METHOD_COUNT: usize = [$(stringify!($variant)),*].len();
+
+        impl Method {
+            /// Every method, in table order.
+            pub const ALL: [Method; METHOD_COUNT] = [$(Method::$variant),*];
+
+            /// The method's descriptor (declared in its own file).
+            pub fn info(self) -> &'static MethodInfo {
+                match self {
+                    $(Method::$variant => &$module::INFO),*
+                }
+            }
+        }
+
+        /// Every descriptor, in table order.
+        pub static METHOD_TABLE: [&MethodInfo; METHOD_COUNT] = [$(&$module::INFO),*];
+    };
+}
+
+// The registry. Adding a method: one new file (descriptor + requests + scorer + tests) and one line here.
+registry! {
+    None => none,
+    Is => is,
+    Dis => dis,
+    DualIs => dual_is,
+    DualDis => dual_dis,
+    Csls => csls,
+    Nnn => nnn,
+}
+
+/// Whether a parameter is an integer (a count, stored as `usize`, at most 2^32 − 1) or a float.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Method {
-    None,
-    Is,
-    Dis,
-    DualIs,
-    DualDis,
-    Csls,
-    Nnn,
+pub enum ParamKind {
+    Int,
+    Float,
+}
+
+/// The default of a parameter.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ParamDefault {
+    /// Always this value.
+    Always(f64),
+    /// This value for cosine embeddings only; required otherwise (β depends on the similarity scale:
+    /// β on cosine ≈ 100 × β on ×100 logits, so no default is safe for dot products or logits).
+    CosineOnly(f64),
+}
+
+/// One method parameter: its TS-facing name, type, default and valid range.
+#[derive(Clone, Copy, Debug)]
+pub struct ParamSpec {
+    /// The name the TS API and the CLI use (`betaQuery` → `--beta-query`).
+    pub name: &'static str,
+    pub kind: ParamKind,
+    pub default: ParamDefault,
+    /// Lower bound, inclusive or exclusive.
+    pub min: f64,
+    pub min_inclusive: bool,
+    /// Upper bound (inclusive).
+    pub max: f64,
+    /// One line for help texts.
+    pub doc: &'static str,
+    get: fn(&Params) -> f64,
+    set: fn(&mut Params, f64),
+}
+
+impl ParamSpec {
+    /// The value of this parameter in `p`.
+    pub fn get(&self, p: &Params) -> f64 {
+        (self.get)(p)
+    }
+
+    /// Sets this parameter in `p` (the value must have passed [`ParamSpec::check`]).
+    pub fn set(&self, p: &mut Params, v: f64) {
+        (self.set)(p, v)
+    }
+
+    /// `ERR_PARAM` unless `v` is in range (and an integer for [`ParamKind::Int`]).
+    pub fn check(&self, v: f64) -> Result<()> {
+        let lo_ok = if self.min_inclusive { v >= self.min } else { v > self.min };
+        let ok = v.is_finite() && lo_ok && v <= self.max && (self.kind == ParamKind::Float || v.fract() == 0.0);
+        if ok {
+            return Ok(());
+        }
+        let rel = if self.min_inclusive { "≥" } else { ">" };
+        Err(Error::param(match self.kind {
+            ParamKind::Int => format!("{} must be an integer {rel} {} and ≤ {}, got {v}", self.name, self.min, self.max),
+            ParamKind::Float => format!("{} must be a finite number {rel} {} ({}), got {v}", self.name, self.min, self.doc),
+        }))
+    }
+}
+
+const U32_MAX: f64 = u32::MAX as f64;
+
+/// Every parameter any method reads, in display order.
+pub static PARAMS: [ParamSpec; 6] = [
+    ParamSpec {
+        name: "betaQuery",
+        kind: ParamKind::Float,
+        default: ParamDefault::CosineOnly(20.0),
+        min: 0.0,
+        min_inclusive: false,
+        max: f64::MAX,
+        doc: "an inverse temperature: β_q of the query-bank normaliser",
+        get: |p| p.beta_query,
+        set: |p, v| p.beta_query = v,
+    },
+    ParamSpec {
+        name: "betaGallery",
+        kind: ParamKind::Float,
+        default: ParamDefault::CosineOnly(1.0),
+        min: 0.0,
+        min_inclusive: false,
+        max: f64::MAX,
+        doc: "an inverse temperature: β_g of the gallery-bank normaliser",
+        get: |p| p.beta_gallery,
+        set: |p, v| p.beta_gallery = v,
+    },
+    ParamSpec {
+        name: "k",
+        kind: ParamKind::Int,
+        default: ParamDefault::Always(1.0),
+        min: 1.0,
+        min_inclusive: true,
+        max: U32_MAX,
+        doc: "DIS / DualDIS activation-set size",
+        get: |p| p.k as f64,
+        set: |p, v| p.k = v as usize,
+    },
+    ParamSpec {
+        name: "cslsK",
+        kind: ParamKind::Int,
+        default: ParamDefault::Always(10.0),
+        min: 1.0,
+        min_inclusive: true,
+        max: U32_MAX,
+        doc: "CSLS neighbourhood K",
+        get: |p| p.csls_k as f64,
+        set: |p, v| p.csls_k = v as usize,
+    },
+    ParamSpec {
+        name: "nnnK",
+        kind: ParamKind::Int,
+        default: ParamDefault::Always(128.0),
+        min: 1.0,
+        min_inclusive: true,
+        max: U32_MAX,
+        doc: "NNN neighbourhood k",
+        get: |p| p.nnn_k as f64,
+        set: |p, v| p.nnn_k = v as usize,
+    },
+    ParamSpec {
+        name: "nnnAlpha",
+        kind: ParamKind::Float,
+        default: ParamDefault::Always(0.75),
+        min: 0.0,
+        min_inclusive: true,
+        max: f64::MAX,
+        doc: "NNN weight α",
+        get: |p| p.nnn_alpha,
+        set: |p, v| p.nnn_alpha = v,
+    },
+];
+
+/// The spec of the parameter named `name` (TS-facing name).
+pub fn param_spec(name: &str) -> Option<&'static ParamSpec> {
+    PARAMS.iter().find(|s| s.name == name)
+}
+
+/// A method's descriptor: everything the rest of the library needs to know about it.
+#[derive(Clone, Copy, Debug)]
+pub struct MethodInfo {
+    /// The public name (`"dual-dis"`).
+    pub id: &'static str,
+    /// The score in one line, for help texts.
+    pub summary: &'static str,
+    /// Whether the method needs a query-modality bank.
+    pub query_bank: bool,
+    /// Whether the method needs a gallery-modality bank.
+    pub gallery_bank: bool,
+    /// The parameters it reads (names in [`PARAMS`]).
+    pub params: &'static [&'static str],
+    /// Whether its ranking equals a plain inner product of augmented vectors `[g; −b]·[q; γ]`
+    /// (spec §4; `augmentedGallery` / `augmentQueries`).
+    pub bias_reducible: bool,
+    /// The scorer bias variants exported as augmented columns, one column each.
+    pub augmented: &'static [usize],
+    /// The method's code in save files (never reuse or renumber one).
+    pub persist_code: u8,
+    /// Statistics wanted from the query bank and from the gallery bank (`None`: bank not used).
+    pub requests: fn(&Params) -> (Option<StatsRequest>, Option<StatsRequest>),
+    /// Compiles fitted statistics into a scorer for a gallery of `n` items. The banks the method
+    /// declares are `Some` (guaranteed by the normaliser).
+    pub scorer: fn(&Params, Option<&BankStats>, Option<&BankStats>, usize) -> Scorer,
+}
+
+impl MethodInfo {
+    /// Number of augmented columns (see [`MethodInfo::augmented`]).
+    pub fn augmented_columns(&self) -> usize {
+        self.augmented.len()
+    }
+
+    /// Whether β_q / β_g are meaningful.
+    pub fn uses(&self, param: &str) -> bool {
+        self.params.contains(&param)
+    }
 }
 
 impl Method {
-    pub const ALL: [Method; 7] = [Method::None, Method::Is, Method::Dis, Method::DualIs, Method::DualDis, Method::Csls, Method::Nnn];
-
     pub fn parse(s: &str) -> Result<Method> {
-        Method::ALL
-            .into_iter()
-            .find(|m| m.as_str() == s)
-            .ok_or_else(|| Error::param(format!("unknown method '{s}' (expected one of none, is, dis, dual-is, dual-dis, csls, nnn)")))
+        Method::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| {
+            let ids: Vec<&str> = METHOD_TABLE.iter().map(|i| i.id).collect();
+            Error::param(format!("unknown method '{s}' (expected one of {})", ids.join(", ")))
+        })
     }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Method::None => "none",
-            Method::Is => "is",
-            Method::Dis => "dis",
-            Method::DualIs => "dual-is",
-            Method::DualDis => "dual-dis",
-            Method::Csls => "csls",
-            Method::Nnn => "nnn",
-        }
+        self.info().id
+    }
+
+    /// The method with save-file code `c`.
+    pub fn from_persist_code(c: u8) -> Option<Method> {
+        Method::ALL.into_iter().find(|m| m.info().persist_code == c)
     }
 
     /// Statistics wanted from the query bank and from the gallery bank (`None`: bank not used).
     pub fn requests(self, p: &Params) -> (Option<StatsRequest>, Option<StatsRequest>) {
-        match self {
-            Method::None => none::requests(p),
-            Method::Is => is::requests(p),
-            Method::Dis => dis::requests(p),
-            Method::DualIs => dual_is::requests(p),
-            Method::DualDis => dual_dis::requests(p),
-            Method::Csls => csls::requests(p),
-            Method::Nnn => nnn::requests(p),
-        }
+        (self.info().requests)(p)
     }
 
     /// Compiles fitted statistics into a scorer for a gallery of `n` items.
-    pub fn scorer(self, p: &Params, q: Option<&BankStats>, g: Option<&BankStats>, n: usize) -> scorer::Scorer {
-        match self {
-            Method::None => none::scorer(p, n),
-            Method::Is => is::scorer(p, q.expect("query bank stats"), n),
-            Method::Dis => dis::scorer(p, q.expect("query bank stats"), n),
-            Method::DualIs => dual_is::scorer(p, q.expect("query bank stats"), g.expect("gallery bank stats"), n),
-            Method::DualDis => dual_dis::scorer(p, q.expect("query bank stats"), g.expect("gallery bank stats"), n),
-            Method::Csls => csls::scorer(p, q.expect("query bank stats"), n),
-            Method::Nnn => nnn::scorer(p, q.expect("query bank stats"), n),
-        }
+    pub fn scorer(self, p: &Params, q: Option<&BankStats>, g: Option<&BankStats>, n: usize) -> Scorer {
+        (self.info().scorer)(p, q, g, n)
     }
 
     pub fn needs_query_bank(self) -> bool {
-        self.requests(&Params::default()).0.is_some()
+        self.info().query_bank
     }
 
     pub fn needs_gallery_bank(self) -> bool {
-        self.requests(&Params::default()).1.is_some()
+        self.info().gallery_bank
     }
 
     /// Whether β values are meaningful for this method.
     pub fn uses_beta(self) -> bool {
-        matches!(self, Method::Is | Method::Dis | Method::DualIs | Method::DualDis)
+        self.info().uses("betaQuery")
     }
 }
 
-/// Method parameters. The TS facade fills defaults (spec §2.2); here every value is explicit.
+/// Method parameters. The TS facade fills defaults (from [`PARAMS`]); here every value is explicit.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Params {
     /// Inverse temperature of the query-bank normaliser (multiplies similarities), > 0.
@@ -117,42 +298,73 @@ pub struct Params {
 
 impl Default for Params {
     fn default() -> Self {
-        Params { beta_query: 20.0, beta_gallery: 1.0, k: 1, csls_k: 10, nnn_k: 128, nnn_alpha: 0.75 }
+        // The table's defaults (cosine-only β defaults included: the cosine-embeddings case).
+        let mut p = Params { beta_query: 0.0, beta_gallery: 0.0, k: 0, csls_k: 0, nnn_k: 0, nnn_alpha: 0.0 };
+        for s in &PARAMS {
+            let (ParamDefault::Always(v) | ParamDefault::CosineOnly(v)) = s.default;
+            s.set(&mut p, v);
+        }
+        p
     }
 }
 
 impl Params {
-    /// Rejects out-of-range values for `method` with `ERR_PARAM`.
+    /// Rejects out-of-range values of the parameters `method` reads with `ERR_PARAM` (ranges from [`PARAMS`]).
     pub fn validate(&self, method: Method) -> Result<()> {
-        let pos = |name: &str, v: f64| {
-            if v.is_finite() && v > 0.0 {
-                Ok(())
-            } else {
-                Err(Error::param(format!("{name} must be a finite number > 0 (an inverse temperature), got {v}")))
-            }
-        };
-        match method {
-            Method::Is | Method::Dis => pos("betaQuery", self.beta_query)?,
-            Method::DualIs | Method::DualDis => {
-                pos("betaQuery", self.beta_query)?;
-                pos("betaGallery", self.beta_gallery)?;
-            }
-            _ => {}
-        }
-        if matches!(method, Method::Dis | Method::DualDis) && self.k == 0 {
-            return Err(Error::param("k must be an integer ≥ 1, got 0"));
-        }
-        if method == Method::Csls && self.csls_k == 0 {
-            return Err(Error::param("cslsK must be an integer ≥ 1, got 0"));
-        }
-        if method == Method::Nnn {
-            if self.nnn_k == 0 {
-                return Err(Error::param("nnnK must be an integer ≥ 1, got 0"));
-            }
-            if !(self.nnn_alpha.is_finite() && self.nnn_alpha >= 0.0) {
-                return Err(Error::param(format!("nnnAlpha must be a finite number ≥ 0, got {}", self.nnn_alpha)));
-            }
+        for name in method.info().params {
+            let spec = param_spec(name).ok_or_else(|| Error::new(crate::error::ErrorCode::Internal, format!("method '{}' names unknown parameter '{name}'", method.as_str())))?;
+            spec.check(spec.get(self))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_is_consistent() {
+        let mut codes = std::collections::HashSet::new();
+        let mut ids = std::collections::HashSet::new();
+        for (m, info) in Method::ALL.into_iter().zip(METHOD_TABLE.iter()) {
+            assert!(std::ptr::eq(m.info(), *info));
+            assert!(codes.insert(info.persist_code), "duplicate persist code {}", info.persist_code);
+            assert!(ids.insert(info.id), "duplicate id {}", info.id);
+            assert_eq!(Method::parse(info.id).unwrap(), m);
+            assert_eq!(Method::from_persist_code(info.persist_code), Some(m));
+            for p in info.params {
+                assert!(param_spec(p).is_some(), "{}: unknown param {p}", info.id);
+            }
+            // declared banks agree with the statistics the method requests
+            let (rq, rg) = m.requests(&Params::default());
+            assert_eq!(rq.is_some(), info.query_bank, "{}", info.id);
+            assert_eq!(rg.is_some(), info.gallery_bank, "{}", info.id);
+            // β is required exactly by the methods that read it
+            assert_eq!(info.uses("betaGallery"), info.gallery_bank, "{}", info.id);
+        }
+        // persisted codes of the first format version never change
+        let v1: Vec<(&str, u8)> = METHOD_TABLE.iter().map(|i| (i.id, i.persist_code)).collect();
+        assert_eq!(v1, [("none", 0), ("is", 1), ("dis", 2), ("dual-is", 3), ("dual-dis", 4), ("csls", 5), ("nnn", 6)]);
+    }
+
+    #[test]
+    fn validate_reads_the_param_table() {
+        let ok = Params::default();
+        for m in Method::ALL {
+            ok.validate(m).unwrap();
+        }
+        let bad = Params { k: 0, ..Params::default() };
+        assert!(bad.validate(Method::Dis).is_err());
+        assert!(bad.validate(Method::Is).is_ok(), "is does not read k");
+        let bad = Params { beta_query: f64::NAN, ..Params::default() };
+        assert!(bad.validate(Method::Is).is_err());
+        assert!(bad.validate(Method::Csls).is_ok());
+        let bad = Params { nnn_alpha: -1.0, ..Params::default() };
+        let e = bad.validate(Method::Nnn).unwrap_err();
+        assert!(e.message.contains("nnnAlpha"), "{}", e.message);
+        let big = Params { nnn_k: (u32::MAX as usize) + 1, ..Params::default() };
+        assert!(big.validate(Method::Nnn).is_err());
+        assert!(param_spec("k").unwrap().check(1.5).is_err());
     }
 }

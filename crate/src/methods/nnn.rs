@@ -7,7 +7,21 @@
 
 use super::scorer::{Gate, Scorer};
 use super::stats::{BankStats, StatsRequest};
-use super::Params;
+use super::{MethodInfo, Params};
+
+/// The descriptor (registry entry) of `nnn`.
+pub const INFO: MethodInfo = MethodInfo {
+    id: "nnn",
+    summary: "s − α·mean of the k largest bank similarities of j",
+    query_bank: true,
+    gallery_bank: false,
+    params: &["nnnK", "nnnAlpha"],
+    bias_reducible: true,
+    augmented: &[0],
+    persist_code: 6,
+    requests,
+    scorer: |p, q, _, n| scorer(p, q.expect("query bank stats"), n),
+};
 
 pub fn requests(p: &Params) -> (Option<StatsRequest>, Option<StatsRequest>) {
     (Some(StatsRequest { top_values: Some(p.nnn_k), ..Default::default() }), None)

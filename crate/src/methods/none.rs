@@ -2,7 +2,21 @@
 
 use super::scorer::{Gate, Scorer};
 use super::stats::StatsRequest;
-use super::Params;
+use super::{MethodInfo, Params};
+
+/// The descriptor (registry entry) of `none`.
+pub const INFO: MethodInfo = MethodInfo {
+    id: "none",
+    summary: "s (the raw similarity)",
+    query_bank: false,
+    gallery_bank: false,
+    params: &[],
+    bias_reducible: true,
+    augmented: &[0],
+    persist_code: 0,
+    requests,
+    scorer: |p, _, _, n| scorer(p, n),
+};
 
 pub fn requests(_: &Params) -> (Option<StatsRequest>, Option<StatsRequest>) {
     (None, None)

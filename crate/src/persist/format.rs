@@ -1,57 +1,10 @@
-//! Saving and loading a fitted [`Normalizer`]: a versioned, checksummed, little-endian binary file.
-//!
-//! # Layout (format version 1)
-//!
-//! All integers and floats are little-endian; `f64` parameters are stored bit-exactly.
-//!
-//! | offset | size | field |
-//! |---:|---:|---|
-//! | 0 | 8 | magic `89 44 42 4E 4F 52 4D 0A` (`\x89DBNORM\n`) |
-//! | 8 | 4 | format version `u32` = 1 |
-//! | 12 | 4 | endianness marker `u32` 0x0A0B0C0D (on disk `0D 0C 0B 0A`) |
-//! | 16 | 1 | method (0 none, 1 is, 2 dis, 3 dual-is, 4 dual-dis, 5 csls, 6 nnn) |
-//! | 17 | 1 | mode (1 embeddings, 2 similarities) |
-//! | 18 | 1 | metric (0 none — similarity mode, 1 cosine, 2 dot) |
-//! | 19 | 1 | flags: bit 0 query-bank statistics present, bit 1 gallery-bank statistics present |
-//! | 20 | 4 | reserved, 0 |
-//! | 24 | 8 | β_q `f64` |
-//! | 32 | 8 | β_g `f64` |
-//! | 40 | 8 | k `u64` (DIS / DualDIS) |
-//! | 48 | 8 | cslsK `u64` |
-//! | 56 | 8 | nnnK `u64` |
-//! | 64 | 8 | nnnAlpha `f64` |
-//! | 72 | 8 | n_gallery `u64` |
-//! | 80 | 8 | dim `u64` (0 in similarity mode) |
-//! | 88 | 8 | stored query-bank rows `u64` (embeddings mode; else 0) |
-//! | 96 | 8 | stored gallery-bank rows `u64` |
-//! | 104 | 32 | query-bank statistics: bank_rows `u64`, lse_beta `f64`, top_k `u64`, row_k `u64` (0 if absent) |
-//! | 136 | 32 | gallery-bank statistics, same layout |
-//! | 168 | 4 | section count `u32` = 11 |
-//! | 172 | 4 | section presence bitmask `u32` (bit i: section i present; bits 0–2 always set) |
-//! | 176 | 88 | section table: 11 × byte length `u64` (unpadded; 0 for an absent section) |
-//! | 264 | … | body: the sections in table order, each zero-padded to a multiple of 8 bytes |
-//! | end − 4 | 4 | CRC-32 (IEEE) `u32` of every preceding byte (header and body) |
-//!
-//! Sections: 0 prepared gallery `f32` (n_gallery × dim; unit rows under cosine), 1 prepared query
-//! bank `f32`, 2 prepared gallery bank `f32` (both kept for `addGallery`), then for the query bank
-//! (3–6) and the gallery bank (7–10): `lse` `f64` (n_gallery), `top_mean` `f64` (n_gallery),
-//! per-bank-row top-k gallery indices `u32` and scores `f32` (bank_rows × row_k, best first).
-//!
-//! # Loading
-//!
-//! Checks run in this order, each failing with `ERR_FORMAT` naming the file: magic → version →
-//! endianness marker → every declared length against the actual file size (before anything is
-//! allocated, so a corrupt header cannot cause a huge allocation) → checksum → semantic
-//! consistency (lengths agree with n_gallery, dim and the bank rows, the method's statistics are
-//! present, indices are in range, statistics are finite, parameters are valid). Filesystem
-//! failures are `ERR_IO`. Saving writes a temporary file next to the target, syncs it and renames it
-//! over the target, so a crash never leaves a half-written file at the path.
+//! The save-file format: encoding a [`Normalizer`] to bytes and decoding (with every check) from a
+//! byte stream of known length. No filesystem access here; files are [`super::file`]'s job. The
+//! layout and the order of the checks are in the [module docs](super).
 
-use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+
 use crate::npy::read_full;
-use std::io::{self, BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::kernels::similarity::Metric;
@@ -197,19 +150,11 @@ fn pad8(len: usize) -> usize {
 // codes
 
 fn method_code(m: Method) -> u8 {
-    match m {
-        Method::None => 0,
-        Method::Is => 1,
-        Method::Dis => 2,
-        Method::DualIs => 3,
-        Method::DualDis => 4,
-        Method::Csls => 5,
-        Method::Nnn => 6,
-    }
+    m.info().persist_code
 }
 
 fn method_from_code(c: u8) -> Option<Method> {
-    Method::ALL.into_iter().find(|&m| method_code(m) == c)
+    Method::from_persist_code(c)
 }
 
 const MODE_EMBEDDINGS: u8 = 1;
@@ -311,13 +256,13 @@ fn encode_header(n: &Normalizer, secs: &[Option<SecRef<'_>>; SECTION_COUNT]) -> 
 }
 
 /// A writer that feeds everything it writes to the checksum.
-struct Hashing<'w, W: Write> {
+struct Hashing<'w, W: Write + ?Sized> {
     w: &'w mut W,
     crc: crc32fast::Hasher,
     buf: Vec<u8>,
 }
 
-impl<W: Write> Hashing<'_, W> {
+impl<W: Write + ?Sized> Hashing<'_, W> {
     fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.crc.update(bytes);
         self.w.write_all(bytes)
@@ -340,7 +285,7 @@ impl<W: Write> Hashing<'_, W> {
 }
 
 /// Writes `n` in the version-1 format to `w` (which should be buffered).
-pub fn write_to<W: Write>(n: &Normalizer, w: &mut W) -> io::Result<()> {
+pub fn write_to<W: Write + ?Sized>(n: &Normalizer, w: &mut W) -> io::Result<()> {
     let secs = section_refs(n);
     let header = encode_header(n, &secs);
     let mut hw = Hashing { w, crc: crc32fast::Hasher::new(), buf: Vec::new() };
@@ -362,50 +307,6 @@ pub fn to_bytes(n: &Normalizer) -> Vec<u8> {
     let mut out = Vec::new();
     write_to(n, &mut out).expect("writing to a Vec cannot fail");
     out
-}
-
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-fn io_error(path: &Path, what: &str, e: io::Error) -> Error {
-    Error::new(ErrorCode::Io, format!("{}: {what}: {e}", path.display()))
-}
-
-/// Saves `n` to `path` atomically: writes `.<name>.<pid>.<n>.tmp` in the same directory, syncs it,
-/// and renames it over `path` (replacing an existing file). `ERR_IO` on any filesystem failure, in
-/// which case `path` is untouched and the temporary file removed.
-pub fn save(n: &Normalizer, path: impl AsRef<Path>) -> Result<()> {
-    let path = path.as_ref();
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| Error::new(ErrorCode::Io, format!("{}: cannot write: not a file path", path.display())))?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = dir.join(format!(
-        ".{}.{}.{}.tmp",
-        file_name.to_string_lossy(),
-        std::process::id(),
-        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| -> Result<()> {
-        let file = OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| io_error(path, "cannot create a temporary file next to it", e))?;
-        let mut w = BufWriter::with_capacity(1 << 20, file);
-        write_to(n, &mut w).map_err(|e| io_error(path, "cannot write", e))?;
-        let file = w.into_inner().map_err(|e| io_error(path, "cannot write", e.into_error()))?;
-        file.sync_all().map_err(|e| io_error(path, "cannot sync", e))?;
-        drop(file);
-        fs::rename(&tmp, path).map_err(|e| io_error(path, "cannot replace", e))?;
-        // Make the rename itself durable (best effort: not every platform can sync a directory).
-        if let Ok(d) = File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -495,6 +396,13 @@ fn check_lengths(h: &[u8], file_len: u64, name: &str) -> Result<[usize; SECTION_
     Ok(out)
 }
 
+/// An empty vector with room for `count` elements, or the allocation error (never an abort).
+fn reserved<T>(count: usize) -> std::result::Result<Vec<T>, std::collections::TryReserveError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(count)?;
+    Ok(v)
+}
+
 struct Reader<'r, R: Read> {
     r: &'r mut R,
     crc: crc32fast::Hasher,
@@ -521,10 +429,13 @@ impl<R: Read> Reader<'_, R> {
         let kind = KINDS[i];
         // `len` was checked against the file size: this allocation is bounded by it.
         let count = len / kind.size();
+        let oom = |e: std::collections::TryReserveError| {
+            Error::new(ErrorCode::Io, format!("{}: cannot allocate {len} bytes for section '{}': {e}", self.name, SECTION_NAMES[i]))
+        };
         let mut out = match kind {
-            Kind::F32 => SecVec::F32(Vec::with_capacity(count)),
-            Kind::F64 => SecVec::F64(Vec::with_capacity(count)),
-            Kind::U32 => SecVec::U32(Vec::with_capacity(count)),
+            Kind::F32 => SecVec::F32(reserved(count).map_err(oom)?),
+            Kind::F64 => SecVec::F64(reserved(count).map_err(oom)?),
+            Kind::U32 => SecVec::U32(reserved(count).map_err(oom)?),
         };
         let mut left = len;
         while left > 0 {
@@ -588,20 +499,6 @@ pub fn read_from<R: Read>(r: &mut R, file_len: u64, name: &str) -> Result<Normal
 pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Normalizer> {
     let mut r = bytes;
     read_from(&mut r, bytes.len() as u64, name)
-}
-
-/// Loads a normaliser saved by [`save`]. `ERR_IO` if the file cannot be opened or read,
-/// `ERR_FORMAT` (naming the file and the problem) if it is not a valid version-1 file.
-pub fn load(path: impl AsRef<Path>) -> Result<Normalizer> {
-    let path = path.as_ref();
-    let name = path.display().to_string();
-    let file = File::open(path).map_err(|e| Error::new(ErrorCode::Io, format!("{name}: cannot open: {e}")))?;
-    let meta = file.metadata().map_err(|e| Error::new(ErrorCode::Io, format!("{name}: cannot read: {e}")))?;
-    if !meta.is_file() {
-        return Err(Error::new(ErrorCode::Io, format!("{name}: cannot read: not a regular file")));
-    }
-    let mut r = io::BufReader::with_capacity(1 << 16, file);
-    read_from(&mut r, meta.len(), &name)
 }
 
 // ---------------------------------------------------------------------------------------------
