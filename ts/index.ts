@@ -17,6 +17,7 @@ export {
   METHODS,
   resolveOptions,
   type AddGallerySimilarities,
+  type AugmentedInfo,
   type FitData,
   type FitOptions,
   type FitSimilaritiesData,

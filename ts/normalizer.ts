@@ -81,6 +81,18 @@ export interface TopK {
   scores: Float32Array;
 }
 
+/** How an inner product over the augmented vectors maps to the normalised score (see {@link Normalizer.augmentedInfo}). */
+export interface AugmentedInfo {
+  /** `score = scale · ip − offset(q)`. */
+  scale: number;
+  /** K of the per-query offset: mean of the K largest raw similarities of q over the gallery (CSLS), 0 for none. */
+  offsetK: number;
+  /** Augmented columns: 2 for DualDIS, else 1. */
+  extra: number;
+  /** Whether the query's augmented columns depend on its raw top-1 (DIS, DualDIS). */
+  gated: boolean;
+}
+
 /** Options of {@link Normalizer.fit} and {@link Normalizer.fitSimilarities}. */
 export interface FitOptions extends MethodOptions, RunOptions {
   /**
@@ -515,7 +527,7 @@ export class Normalizer {
    * `offsetK` largest raw similarities of q over the gallery (CSLS), else 0; `extra` is the number of
    * augmented columns and `gated` says whether the query columns need the raw top-1 (DIS, DualDIS).
    */
-  augmentedInfo(): { scale: number; offsetK: number; extra: number; gated: boolean } {
+  augmentedInfo(): AugmentedInfo {
     return callNative(() => this.#native.augmentedInfo());
   }
 
