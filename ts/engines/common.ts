@@ -95,22 +95,23 @@ export async function servedSearch(norm: Normalizer, queries: MatrixLike, k: num
     const kRaw = Math.max(1, Math.min(info.offsetK, n));
     const hits = await run(Matrix.unchecked(raw, base.rows, w), kRaw, true);
     checkAbort(signal);
-    for (let i = 0; i < base.rows; i++) {
-      if (hits.counts[i] === 0) throw new DbnormError('ERR_SHAPE', `the engine returned no item for query ${i} (empty gallery?)`);
-    }
+    // An approximate index may return nothing for a query (e.g. IVF with few probes on a tiny
+    // gallery): its gates are then 0 (as when the raw top-1 is outside the activation sets, i.e.
+    // the raw vector) and its CSLS offset 0.
     if (info.offsetK > 0) {
       offset = new Float64Array(base.rows);
       for (let i = 0; i < base.rows; i++) {
         let s = 0;
         const c = hits.counts[i]!;
         for (let j = 0; j < c; j++) s += hits.ips[i * kRaw + j]!;
-        offset[i] = s / c;
+        offset[i] = c > 0 ? s / c : 0;
       }
     }
     if (info.gated) {
       const top1 = new Uint32Array(base.rows);
-      for (let i = 0; i < base.rows; i++) top1[i] = hits.indices[i * kRaw]!;
+      for (let i = 0; i < base.rows; i++) top1[i] = hits.counts[i] === 0 ? 0 : hits.indices[i * kRaw]!;
       aug = norm.augmentQueries(q, { top1 });
+      for (let i = 0; i < base.rows; i++) if (hits.counts[i] === 0) aug.data.fill(0, i * w + d, (i + 1) * w);
     } else {
       aug = base;
     }
