@@ -207,6 +207,9 @@ describe('LanceGallery', () => {
         expect(got.ids[i * 5 + r]).toBe(1000 + g);
       }
     }
+    // No queries: an empty result.
+    const empty = await lg.search({ data: new Float32Array(0), rows: 0, cols: D }, { k: 3 });
+    expect([empty.rows, empty.indices.length, empty.ids.length]).toEqual([0, 0, 0]);
     // A filter nothing matches: empty, padded rows.
     const none = await lg.search(rows(queries, 0, 2), { k: 3, filter: 'rank < 0' });
     expect(Array.from(none.counts)).toEqual([0, 0]);

@@ -547,6 +547,7 @@ async function indexFor(opts: LanceIndexOptions, space: 'dot' | 'l2'): Promise<L
 }
 
 function concatHits(parts: Hits[]): Hits {
+  if (parts.length === 0) return { indices: new Uint32Array(0), ips: new Float64Array(0), counts: new Uint32Array(0) };
   if (parts.length === 1) return parts[0]!;
   const cat = <T extends Uint32Array | Float64Array>(xs: T[], make: (n: number) => T): T => {
     const out = make(xs.reduce((s, x) => s + x.length, 0));
