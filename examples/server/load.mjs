@@ -8,6 +8,7 @@
 // event-loop delay inside the server per phase, and the status codes of the bad requests; checks
 // that valid requests never failed, no bad request got a 5xx, the server stayed up, and the median
 // p99 of the mixed phases is within 10 % of the clean phases'. Stops the server at the end.
+// Each client (valid traffic, bad traffic) is its own process (traffic.mjs).
 // Environment: DURATION (5 s), ROUNDS (2), CONNECTIONS (8), BAD_RATE (50 req/s), ITEMS, DIM, K (10),
 // BATCH (1), OUT (optional JSON output path).
 import { spawn } from 'node:child_process';
@@ -15,8 +16,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-
-import autocannon from 'autocannon';
 
 import { syntheticBenchmark } from 'dbnorm';
 
@@ -75,49 +74,33 @@ function badBodies() {
   ];
 }
 
-function run(opts) {
+/** Runs one autocannon client in a child process (traffic.mjs); resolves with its summary. */
+function client(job) {
   return new Promise((resolve, reject) => {
-    const inst = autocannon(opts, (err, res) => (err ? reject(err) : resolve(res)));
-    autocannon.track; // (no progress bar)
-    void inst;
+    const child = spawn(process.execPath, [path.join(here, 'traffic.mjs')], { stdio: ['pipe', 'pipe', 'inherit'] });
+    child.stdin.end(JSON.stringify(job));
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`traffic client exited with ${code}`))));
   });
 }
 
 async function phase(url, mixed, valid, bad) {
   await fetch(`${url}/stats`); // reset the event-loop histogram
-  let vi = 0;
-  const good = run({
-    url,
-    connections: CONNECTIONS,
-    duration: DURATION,
-    requests: [{ method: 'POST', path: '/search', headers: { 'content-type': 'application/json' }, setupRequest: (r) => ({ ...r, body: valid[vi++ % valid.length] }) }],
-  });
-  const statuses = {};
-  let bi = 0;
-  const noise = mixed
-    ? run({
-        url,
-        connections: 2,
-        duration: DURATION,
-        overallRate: BAD_RATE,
-        requests: [{ method: 'POST', path: '/search', headers: { 'content-type': 'application/json' }, setupRequest: (r) => ({ ...r, body: bad[bi++ % bad.length].body }) }],
-      }).then((res) => {
-        for (const [k, v] of Object.entries(res.statusCodeStats ?? {})) statuses[k] = (statuses[k] ?? 0) + v.count;
-        return res;
-      })
-    : Promise.resolve(null);
+  const good = client({ url, connections: CONNECTIONS, duration: DURATION, bodies: valid });
+  const noise = mixed ? client({ url, connections: 2, duration: DURATION, overallRate: BAD_RATE, bodies: bad.map((b) => b.body) }) : Promise.resolve(null);
   const [g, n] = await Promise.all([good, noise]);
   const stats = await (await fetch(`${url}/stats`)).json();
   return {
     phase: mixed ? 'mixed' : 'clean',
-    qps: g.requests.average,
-    requests: g.requests.total,
-    p50: g.latency.p50,
-    p99: g.latency.p99,
+    qps: g.qps,
+    requests: g.requests,
+    p50: g.p50,
+    p99: g.p99,
     non2xx: g.non2xx,
-    errors: g.errors + g.timeouts,
+    errors: g.errors,
     maxEventLoopDelayMs: stats.maxEventLoopDelayMs,
-    bad: n ? { sent: n.requests.total, statuses, errors: n.errors } : null,
+    bad: n ? { sent: n.requests, statuses: n.statuses, errors: n.errors } : null,
   };
 }
 
@@ -136,7 +119,7 @@ try {
   }
   console.table(codes);
   const valid = validBodies();
-  await run({ url, connections: CONNECTIONS, duration: 1, requests: [{ method: 'POST', path: '/search', headers: { 'content-type': 'application/json' }, body: valid[0] }] }); // warm-up
+  await client({ url, connections: CONNECTIONS, duration: 1, bodies: valid }); // warm-up
   const phases = [];
   for (let r = 0; r < ROUNDS; r++) for (const mixed of [false, true]) phases.push(await phase(url, mixed, valid, bad));
   console.table(phases.map((p) => ({ ...p, bad: p.bad ? JSON.stringify(p.bad.statuses) : '' })));
