@@ -101,7 +101,7 @@ describe('rerank candidate key types', () => {
       [[[5, 17, 300, '3'], lists[1], lists[2]], 'ERR_PARAM'],
       [[[5, 17, 300, 2 ** 53], lists[1], lists[2]], 'ERR_PARAM'],
       [[[5, 17, 300, 600], lists[1], lists[2]], 'ERR_SHAPE'],
-      [[[5, 17, 300, 2 ** 32], lists[1], lists[2]], 'ERR_SHAPE'],
+      [[[5, 17, 300, 2 ** 32], lists[1], lists[2]], 'ERR_PARAM'],
       [[[5, 17, 300, -1n], lists[1], lists[2]], 'ERR_PARAM'],
       [BigUint64Array.from([...lists.flat().slice(0, 11), 600n].map(BigInt)), 'ERR_SHAPE'],
       [BigUint64Array.from([...lists.flat().slice(0, 11), 2n ** 60n].map(BigInt)), 'ERR_PARAM'],
@@ -109,7 +109,9 @@ describe('rerank candidate key types', () => {
       [Uint32Array.from(lists.flat().slice(0, 11)), 'ERR_SHAPE'],
       [[[1, 2], [3]], 'ERR_SHAPE'],
       [[lists[0], lists[1]], 'ERR_SHAPE'],
-      [null, 'ERR_SHAPE'],
+      [null, 'ERR_PARAM'],
+      [new Float64Array(12), 'ERR_PARAM'],
+      [[[1, 2, 3, 4], null, [1, 2, 3, 4]], 'ERR_PARAM'],
     ];
     for (const [c, want] of bad) {
       expect(() => norm.rerankSync(q, c as never), String(c)).toThrowError(code(want));

@@ -193,7 +193,7 @@ describe('Normalizer.save / Normalizer.load', () => {
     }
   });
 
-  it('reports missing files and unwritable paths as ERR_IO, bad arguments as TypeError', async () => {
+  it('reports missing files and unwritable paths as ERR_IO, bad arguments as ERR_PARAM', async () => {
     const missing = path.join(dir, 'missing.dbn');
     const e = thrown(() => Normalizer.loadSync(missing));
     expect(e).toBeInstanceOf(DbnormError);
@@ -205,9 +205,10 @@ describe('Normalizer.save / Normalizer.load', () => {
     expect((await rejection(full.norm.save(nowhere))).code).toBe('ERR_IO');
     expect(existsSync(path.join(dir, 'no'))).toBe(false);
     expect(thrown(() => Normalizer.loadSync(dir)).code).toBe('ERR_IO');
-    expect(() => Normalizer.loadSync('' as string)).toThrow(TypeError);
-    await expect(Normalizer.load(42 as unknown as string)).rejects.toThrow(TypeError);
-    expect(() => full.norm.saveSync(undefined as unknown as string)).toThrow(TypeError);
+    expect(thrown(() => Normalizer.loadSync('' as string)).code).toBe('ERR_PARAM');
+    expect((await rejection(Normalizer.load(42 as unknown as string))).code).toBe('ERR_PARAM');
+    expect(thrown(() => full.norm.saveSync(undefined as unknown as string)).code).toBe('ERR_PARAM');
+    expect((await rejection(full.norm.save(''))).code).toBe('ERR_PARAM');
   });
 
   it('stays healthy after every failure: the original and a fresh load still work', async () => {

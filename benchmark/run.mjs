@@ -178,6 +178,19 @@ function runChild(cmd, args, { env = process.env, timeoutMs = 30 * 60 * 1000 } =
 
 const nodeWorker = (which, task, env) => runChild(process.execPath, ['--expose-gc', path.join(HERE, 'workers', `${which}.mjs`), JSON.stringify(task)], { env: { ...process.env, ...env } });
 
+/**
+ * The dbnorm WebAssembly build (dbnorm-wasm32-wasi, `npm run build:targets -- wasm32-wasi`) as a
+ * contender in the quick workload: the same dbnorm worker with `NAPI_RS_FORCE_WASI=1`, so a user
+ * sees what the fallback costs. Available when the loader really loads it (checked once).
+ */
+const WASM_ENV = { NAPI_RS_FORCE_WASI: '1' };
+const wasm = (() => {
+  const r = spawnSync(process.execPath, ['-e', "console.log(require('./dist/native.js').backend)"], { cwd: ROOT, env: { ...process.env, ...WASM_ENV }, encoding: 'utf8' });
+  const backend = r.stdout.trim();
+  return backend === 'wasm32-wasi' ? { available: true } : { available: false, reason: `no WASI build next to the loader (got '${backend || r.stderr.trim().split('\n')[0]}'): run \`npm run build:targets -- wasm32-wasi\`` };
+})();
+const wasmWorker = (task) => nodeWorker('dbnorm', task, WASM_ENV);
+
 // numpy: the venv, and the environment it runs fastest in.
 const numpy = { available: false, reason: null, python: null, env: process.env, envName: 'inherited', probes: {} };
 
@@ -311,7 +324,7 @@ function summarise(res, key, work = null) {
     out.contenders[n] = { medianSeconds: med, minSeconds: Math.min(...all), runs: all.length, samples: all };
     if (work) out.contenders[n].rate = work / med;
   }
-  for (const other of ['numpy', 'numpy-inplace', 'purejs']) {
+  for (const other of ['numpy', 'numpy-inplace', 'purejs', 'wasm']) {
     if (!names.has('dbnorm') || !names.has(other)) continue;
     // t_other / t_dbnorm per round (each side's median within the round): > 1 means dbnorm is faster.
     const per = res.rounds.filter((r) => r[key]?.dbnorm && r[key]?.[other]).map((r) => median(r[key][other]) / median(r[key].dbnorm));
@@ -381,6 +394,7 @@ async function similarityContest(w, rounds, withJs, reps) {
     dbnorm: () => nodeWorker('dbnorm', { task: 'similarity', dir: w.dir, reps }),
     numpy: numpy.available && (() => runNumpy(['--input', w.dir, '--out', path.join(w.dir, 'np-out'), '--task', 'similarity', '--repeats', String(reps), ...NUMPY_ARGS])),
     purejs: withJs && (() => nodeWorker('purejs', { task: 'similarity', dir: w.dir, reps: 1 })),
+    wasm: withJs && wasm.available && (() => wasmWorker({ task: 'similarity', dir: w.dir, reps: 1 })),
   }, rounds, secondsPick);
   const flops = res.raw.dbnorm[0].flops;
   const s = summarise(res, 'main', flops / 1e9);
@@ -395,6 +409,7 @@ async function fitContest(w, rounds, withJs, reps, method, warmup) {
     numpy: numpy.available && (() => runNumpy(['--input', w.dir, '--out', path.join(w.dir, 'np-out'), '--task', 'fit', '--method', method, '--repeats', String(reps), '--warmup', warmup, '--measure-memory', ...NUMPY_ARGS])),
     'numpy-inplace': numpy.available && (() => runNumpy(['--input', w.dir, '--out', path.join(w.dir, 'np-out'), '--task', 'fit', '--method', method, '--repeats', String(reps), '--warmup', warmup, '--measure-memory', '--lse', 'inplace', ...NUMPY_ARGS])),
     purejs: withJs && (() => nodeWorker('purejs', { task: 'fit', dir: w.dir, method, params: PARAMS, reps: 1 })),
+    wasm: withJs && wasm.available && (() => wasmWorker({ task: 'fit', dir: w.dir, method, params: PARAMS, reps: 1, warmup })),
   }, rounds, secondsPick);
   const d = res.raw.dbnorm[0];
   const s = summarise(res, 'main', d.flops / 1e9);
@@ -474,13 +489,14 @@ function agreement(fileA, fileB, prefix = Infinity) {
 }
 
 async function e2eContest(w, rounds, withJs, reps) {
-  const outs = { dbnorm: path.join(w.dir, 'out-dbnorm'), numpy: path.join(w.dir, 'out-numpy'), purejs: path.join(w.dir, 'out-purejs') };
+  const outs = { dbnorm: path.join(w.dir, 'out-dbnorm'), numpy: path.join(w.dir, 'out-numpy'), purejs: path.join(w.dir, 'out-purejs'), wasm: path.join(w.dir, 'out-wasm') };
   for (const d of Object.values(outs)) fs.mkdirSync(d, { recursive: true });
   const c = w.meta.captionsPerItem;
   const res = await contest(`${w.name} end-to-end`, {
     dbnorm: () => nodeWorker('dbnorm', { task: 'e2e', dir: w.dir, methods: METHODS, params: PARAMS, topk: TOPK, captionsPerItem: c, reps, outDir: outs.dbnorm }),
     numpy: numpy.available && (() => runNumpy(['--input', w.dir, '--out', outs.numpy, '--task', 'e2e', '--method', METHODS.join(','), '--repeats', String(reps), '--captions-per-item', String(c), ...NUMPY_ARGS])),
     purejs: withJs && (() => nodeWorker('purejs', { task: 'e2e', dir: w.dir, methods: METHODS, params: PARAMS, topk: TOPK, captionsPerItem: c, reps: 1, outDir: outs.purejs })),
+    wasm: withJs && wasm.available && (() => wasmWorker({ task: 'e2e', dir: w.dir, methods: METHODS, params: PARAMS, topk: TOPK, captionsPerItem: c, reps: 1, outDir: outs.wasm })),
   }, rounds, (_n, out) => Object.fromEntries(Object.entries(out.methods).map(([m, v]) => [m, v.seconds])));
   const per = {};
   for (const m of METHODS) {
@@ -493,6 +509,7 @@ async function e2eContest(w, rounds, withJs, reps) {
     per[m].topkAgreement = {
       numpy: agreement(path.join(outs.dbnorm, `topk_${m}.npy`), path.join(outs.numpy, `topk_${m}.npy`)),
       purejs: agreement(path.join(outs.dbnorm, `topk_${m}.npy`), path.join(outs.purejs, `topk_${m}.npy`)),
+      wasm: agreement(path.join(outs.dbnorm, `topk_${m}.npy`), path.join(outs.wasm, `topk_${m}.npy`)),
     };
   }
   return per;
@@ -739,6 +756,25 @@ function markdown(r) {
     if (w.identity) L.push(`Thread counts (RAYON_NUM_THREADS ${w.identity.threads.join(' vs ')}): ${w.identity.identical ? 'bit-identical fitted statistics, top-k lists' + (wl === 'quick' ? ', full score matrices' : '') + ' and similarities' : `**differences in ${w.identity.differences.join(', ')}**`}.`);
     L.push('');
   }
+  const q = r.workloads.quick;
+  if (q && !q.error && q.fit?.contenders?.wasm) {
+    L.push('**dbnorm native vs dbnorm WebAssembly (the fallback, `NAPI_RS_FORCE_WASI=1`) vs pure JS** — quick workload, medians; ratios are t(other) / t(native) per round', '');
+    L.push('| task | native | WASM | pure JS | WASM / native | pure JS / native | pure JS / WASM |', '|---|---|---|---|---|---|---|');
+    const tri = (label, s) => {
+      const c = s.contenders;
+      const t = (n) => (c[n] ? fmtS(c[n].medianSeconds) : '–');
+      const jw = c.purejs && c.wasm ? c.purejs.medianSeconds / c.wasm.medianSeconds : null;
+      L.push(`| ${label} | ${t('dbnorm')} | ${t('wasm')} | ${t('purejs')} | ${fmtX(s.speedup.wasm?.median)} | ${fmtX(s.speedup.purejs?.median)} | ${fmtX(jw)} |`);
+    };
+    tri('similarity', q.similarity);
+    tri('DualDIS fit', q.fit);
+    for (const m of Object.keys(q.e2e ?? {})) if (q.e2e[m].contenders?.wasm) tri(`end-to-end ${m}`, q.e2e[m]);
+    const agree = Object.entries(q.e2e ?? {}).map(([m, e]) => (e.topkAgreement?.wasm ? `${m} ${fmtN(100 * e.topkAgreement.wasm.identicalLists, 1)}%` : null)).filter(Boolean);
+    if (agree.length) L.push('', `Top-${TOPK} lists of the WASM build identical to the native build's: ${agree.join(', ')}.`);
+    L.push('');
+  } else if (r.wasm && !r.wasm.available) {
+    L.push(`WASM contender skipped: ${r.wasm.reason}`, '');
+  }
   if (r.floors.length) L.push('**Floors (issue 6)**', '', '| floor | measured | threshold | result | margin |', '|---|---|---|---|---|');
   for (const f of r.floors) {
     const val = typeof f.value === 'number' ? (f.name.includes('GB') || f.name.includes('ms') ? fmtN(f.value, 2) : fmtX(f.value)) : f.value;
@@ -762,6 +798,7 @@ async function main() {
   log(`workloads: ${opts.workloads.join(', ')}; rounds ${opts.rounds}; load average ${load0.map((x) => x.toFixed(2)).join(' ')}`);
   setupNumpy();
   if (!numpy.available) log(`numpy contender skipped: ${numpy.reason}`);
+  if (!wasm.available) log(`WASM contender skipped: ${wasm.reason}`);
   const r = {
     date: started.toISOString(),
     label: opts.label,
@@ -770,6 +807,7 @@ async function main() {
     versions: versions(),
     options: { rounds: opts.rounds, workloads: opts.workloads, seed: opts.seed, params: PARAMS, topk: TOPK },
     numpy: { available: numpy.available, reason: numpy.reason },
+    wasm,
     load: { start: load0, foreignCores: {} },
     probes: { gemm: null, bandwidth: {} },
     workloads: {},

@@ -1,6 +1,7 @@
 import { DbnormError, awaitNative, callNative } from './errors.js';
-import type { RunOptions } from './job.js';
-import { Matrix, type MatrixLike } from './matrix.js';
+import { type Progress, type RunOptions, checkRun, progressError } from './job.js';
+import { Matrix, type MatrixLike, owned } from './matrix.js';
+import { RUN_KEYS, bool, count, options } from './validate.js';
 import { native } from './native.js';
 
 /** Options for building a bank. {@link QueryBank.from} / {@link GalleryBank.from} also take `signal` (checked between blocks) and `onProgress` (rows consumed, phase `"bank"`, at most every ~50 ms and once at the end; `total` is 0 while a stream's length is unknown). */
@@ -63,12 +64,22 @@ function checkOpts(o: BankOptions | undefined): { subsample: number; seed: numbe
   if (o?.subsample !== undefined && (!Number.isInteger(subsample) || subsample < 1 || subsample > 0xffffffff)) {
     throw new DbnormError('ERR_PARAM', `subsample must be an integer ≥ 1, got ${String(o.subsample)}`);
   }
-  const seed = o?.seed ?? 0;
-  if (!Number.isInteger(seed) || seed < 0 || seed > Number.MAX_SAFE_INTEGER) throw new DbnormError('ERR_PARAM', `seed must be a non-negative integer, got ${String(seed)}`);
-  return { subsample, seed, dedupe: o?.dedupe ?? false };
+  const seed = count('seed', o?.seed ?? 0, 0, Number.MAX_SAFE_INTEGER);
+  return { subsample, seed, dedupe: o?.dedupe === undefined ? false : bool('dedupe', o.dedupe) };
 }
 
 type Builder = InstanceType<typeof native.NativeBankBuilder>;
+
+const BANK_KEYS = ['subsample', 'seed', 'dedupe'] as const;
+
+/** Calls `onProgress`; an exception it throws rejects the operation (see RunOptions). */
+function progress(f: RunOptions['onProgress'], p: Progress): void {
+  try {
+    f?.(p);
+  } catch (e) {
+    throw progressError(e);
+  }
+}
 
 /**
  * A query bank or gallery bank: rows copied once into native memory the bank owns (so the caller
@@ -116,14 +127,18 @@ export abstract class Bank {
   }
 
   /** @internal Builds from blocks, synchronously. */
-  protected static collectSync(source: BankBlock | Iterable<BankBlock>, o: BankOptions | undefined, name: string, kind: BankSummary['kind']): [Matrix, BankSummary] {
+  protected static collectSync(source: BankBlock | Iterable<BankBlock>, opts: BankOptions | undefined, name: string, kind: BankSummary['kind']): [Matrix, BankSummary] {
+    const o = options<BankOptions>(`${name} options`, opts, BANK_KEYS);
     const acc = new Accumulator(o, name);
     for (const raw of isBlockIterable(source) ? source : [source as BankBlock]) acc.add(raw);
     return acc.finish(kind);
   }
 
   /** @internal Builds from (async) blocks; each block is copied / hashed off the event loop. */
-  protected static async collect(source: BankSource, o: (BankOptions & RunOptions) | undefined, name: string, kind: BankSummary['kind']): Promise<[Matrix, BankSummary]> {
+  protected static async collect(source: BankSource, opts: (BankOptions & RunOptions) | undefined, name: string, kind: BankSummary['kind']): Promise<[Matrix, BankSummary]> {
+    const all = options<BankOptions & RunOptions>(`${name} options`, opts, [...BANK_KEYS, ...RUN_KEYS]);
+    const o = { ...all, ...checkRun(all) };
+    checkOpts(o);
     const acc = new Accumulator(o, name);
     const blocks: Iterable<BankBlock> | AsyncIterable<BankBlock> = isAsyncIterable(source)
       ? source
@@ -139,11 +154,11 @@ export abstract class Bank {
       const now = performance.now();
       if (o?.onProgress && now - last >= 50) {
         last = now;
-        o.onProgress({ phase: 'bank', done, total });
+        progress(o.onProgress, { phase: 'bank', done, total });
       }
     }
     const out = acc.finish(kind);
-    o?.onProgress?.({ phase: 'bank', done, total: done });
+    progress(o.onProgress, { phase: 'bank', done, total: done });
     return out;
   }
 }
@@ -179,7 +194,8 @@ class Accumulator {
   async addAsync(raw: BankBlock): Promise<number> {
     const r = this.#accept(raw);
     if (!r) return 0;
-    await awaitNative(r[0].append(r[1].data, r[1].rows));
+    const data = await owned(r[1].data, this.name); // the async append owns its block (see `owned`)
+    await awaitNative(r[0].append(data, r[1].rows));
     return r[1].rows;
   }
 

@@ -8,6 +8,7 @@ import { Command, CommanderError } from 'commander';
 
 import { registerDemo } from './commands/demo.js';
 import { registerEval } from './commands/eval.js';
+import { registerTune } from './commands/tune.js';
 import { DbnormError } from './errors.js';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
     .configureOutput({ outputError: (s, write) => write(s.split('\n')[0] + '\n') });
   registerDemo(program);
   registerEval(program);
+  registerTune(program);
   return program;
 }
 

@@ -11,6 +11,7 @@
  * | `ERR_IO` | a file could not be read or written |
  * | `ERR_LEAK` | test queries are query-bank rows, or gallery items are gallery-bank rows (with `leakGuard: 'strict'`) |
  * | `ERR_ABORTED` | the operation was cancelled through an `AbortSignal` (the error's `name` is `AbortError`) |
+ * | `ERR_BUSY` | `addGallerySync` was called while an asynchronous `addGallery` on the same normaliser is pending |
  * | `ERR_INTERNAL` | a bug in dbnorm (please report it) |
  * | `ERR_NO_BINDING` | no native or WebAssembly build of dbnorm fits this machine (the message names the platform, the packages tried and the fix) |
  *
@@ -27,6 +28,7 @@ export type ErrorCode =
   | 'ERR_IO'
   | 'ERR_LEAK'
   | 'ERR_ABORTED'
+  | 'ERR_BUSY'
   | 'ERR_INTERNAL'
   | 'ERR_NO_BINDING';
 
@@ -39,6 +41,7 @@ const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'ERR_IO',
   'ERR_LEAK',
   'ERR_ABORTED',
+  'ERR_BUSY',
   'ERR_INTERNAL',
   'ERR_NO_BINDING',
 ]);
@@ -58,14 +61,20 @@ export class DbnormError extends Error {
   }
 }
 
-/** Converts an error thrown by the native addon (`"ERR_X: message"`) into a {@link DbnormError}. */
-export function fromNative(e: unknown): unknown {
+/**
+ * Converts an error thrown by the native addon into a {@link DbnormError}. The addon sets the stable
+ * code as the error's `code`; an argument-conversion error of napi itself (a value of the wrong type
+ * reached the addon) becomes `ERR_PARAM`; anything else is `ERR_INTERNAL`.
+ */
+export function fromNative(e: unknown): DbnormError {
   if (e instanceof DbnormError) return e;
-  if (e instanceof Error) {
-    const m = /^(ERR_[A-Z_]+): ([\s\S]*)$/.exec(e.message);
-    if (m && CODES.has(m[1]!)) return new DbnormError(m[1] as ErrorCode, m[2]!);
-  }
-  return e;
+  const err = e instanceof Error ? e : undefined;
+  const code = err ? (err as { code?: unknown }).code : undefined;
+  const message = err ? err.message : String(e);
+  if (typeof code === 'string' && CODES.has(code)) return new DbnormError(code as ErrorCode, message);
+  if (typeof code === 'string' && /Expected$|^InvalidArg$/.test(code)) return new DbnormError('ERR_PARAM', message);
+  if (err instanceof RangeError || err instanceof TypeError) return new DbnormError('ERR_PARAM', message);
+  return new DbnormError('ERR_INTERNAL', `internal error (please report): ${message}`);
 }
 
 /** Runs a native call, rethrowing its errors as {@link DbnormError}. @internal */

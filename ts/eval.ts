@@ -1,7 +1,8 @@
 import { DbnormError, awaitNative, callNative } from './errors.js';
-import type { RunOptions } from './job.js';
-import { Matrix, type MatrixLike } from './matrix.js';
+import { type RunOptions, checkRun, progressError } from './job.js';
+import { Matrix, type MatrixLike, owned } from './matrix.js';
 import { native } from './native.js';
+import { RUN_KEYS, U32_MAX, bool, count, describe, finite, oneOf, options, prop } from './validate.js';
 import type { TopK } from './normalizer.js';
 
 /**
@@ -109,18 +110,25 @@ export interface Hubness {
 type NIn = import('./native/index.cjs').NativeEvalInput;
 
 function isTopK(x: unknown): x is TopK {
-  return typeof x === 'object' && x !== null && 'indices' in x && (x as TopK).indices instanceof Uint32Array;
+  return typeof x === 'object' && x !== null && 'indices' in x;
 }
 
-function input(x: MatrixLike | TopK, nGallery?: number): NIn {
+const EVAL_KEYS = ['direction', 'ties', 'ks', 'qbnormCompat', 'galleryCount'] as const;
+const HUB_KEYS = ['k', 'hubFactor', 'hubThreshold', 'galleryCount'] as const;
+
+function input(x: MatrixLike | TopK, nGallery?: unknown): NIn {
   if (isTopK(x)) {
-    if (!Number.isInteger(x.rows) || !Number.isInteger(x.k) || x.indices.length !== x.rows * x.k) {
-      throw new DbnormError('ERR_SHAPE', `top-k: indices has ${x.indices.length} entries, expected rows·k = ${x.rows}·${x.k}`);
+    const indices = prop(x, 'indices', 'top-k', 'ERR_SHAPE');
+    if (!(indices instanceof Uint32Array)) throw new DbnormError('ERR_SHAPE', `top-k: indices must be a Uint32Array, got ${describe(indices)}`);
+    const rows = count('top-k rows', prop(x, 'rows', 'top-k', 'ERR_SHAPE'), 0, U32_MAX, 'ERR_SHAPE');
+    const k = count('top-k k', prop(x, 'k', 'top-k', 'ERR_SHAPE'), 0, U32_MAX, 'ERR_SHAPE');
+    if (indices.length !== rows * k) {
+      throw new DbnormError('ERR_SHAPE', `top-k: indices has ${indices.length} entries, expected rows·k = ${rows}·${k}`);
     }
     if (nGallery === undefined) {
       throw new DbnormError('ERR_PARAM', 'galleryCount is required with top-k input (the lists do not say how many items exist)');
     }
-    return { indices: x.indices, rows: x.rows, k: x.k, nGallery };
+    return { indices, rows, k, nGallery: count('galleryCount', nGallery, 1) };
   }
   const m = Matrix.shaped(x as MatrixLike, 'scores');
   return { scores: { data: m.data, rows: m.rows, cols: m.cols }, rows: m.rows, k: 0, nGallery: m.cols };
@@ -128,36 +136,45 @@ function input(x: MatrixLike | TopK, nGallery?: number): NIn {
 
 function gtOf(gt: GroundTruth | undefined): import('./native/index.cjs').NativeGroundTruth {
   if (gt === undefined || gt === 'diagonal') return { kind: 'diagonal' };
-  if (typeof gt === 'object' && 'captionsPerItem' in gt) {
-    const c = gt.captionsPerItem;
-    if (!Number.isInteger(c) || c < 1) throw new DbnormError('ERR_PARAM', `captionsPerItem must be an integer ≥ 1, got ${String(c)}`);
-    return { kind: 'captions', captionsPerItem: c };
+  if (gt !== null && typeof gt === 'object' && 'captionsPerItem' in gt) {
+    const o = options<{ captionsPerItem: number }>('groundTruth', gt, ['captionsPerItem'], false);
+    return { kind: 'captions', captionsPerItem: count('captionsPerItem', o.captionsPerItem, 1) };
   }
-  if (typeof gt === 'object' && 'positives' in gt) {
-    const p = gt.positives;
-    const offsets = new Uint32Array(p.length + 1);
+  if (gt !== null && typeof gt === 'object' && 'positives' in gt) {
+    const o = options<{ positives: ArrayLike<ArrayLike<number>> }>('groundTruth', gt, ['positives'], false);
+    const p = o.positives;
+    if (p === null || typeof p !== 'object' || typeof p.length !== 'number') throw new DbnormError('ERR_PARAM', `positives must be an array of index lists, got ${describe(p)}`);
+    const n = count('positives.length', p.length);
+    const lists: ArrayLike<number>[] = [];
+    const offsets = new Uint32Array(n + 1);
     let total = 0;
-    for (let i = 0; i < p.length; i++) {
-      total += p[i]!.length;
+    for (let i = 0; i < n; i++) {
+      const r = p[i];
+      if (r === null || typeof r !== 'object' || typeof r.length !== 'number') throw new DbnormError('ERR_PARAM', `positives[${i}] must be an array of indices, got ${describe(r)}`);
+      lists.push(r);
+      total = count('the number of positives', total + r.length);
       offsets[i + 1] = total;
     }
     const items = new Uint32Array(total);
-    for (let i = 0, o = 0; i < p.length; i++) {
-      for (let j = 0; j < p[i]!.length; j++) {
-        const v = p[i]![j]!;
-        if (!Number.isInteger(v) || v < 0) throw new DbnormError('ERR_PARAM', `positives[${i}][${j}] must be a non-negative integer, got ${String(v)}`);
-        items[o++] = v;
-      }
+    for (let i = 0, o = 0; i < n; i++) {
+      const r = lists[i]!;
+      for (let j = 0; j < r.length; j++) items[o++] = count(`positives[${i}][${j}]`, r[j], 0, U32_MAX);
     }
     return { kind: 'explicit', offsets, items };
   }
-  throw new DbnormError('ERR_PARAM', "groundTruth must be 'diagonal', { captionsPerItem } or { positives }");
+  throw new DbnormError('ERR_PARAM', `groundTruth must be 'diagonal', { captionsPerItem } or { positives }, got ${describe(gt)}`);
 }
 
-function optsOf(o: EvaluateOptions | undefined): import('./native/index.cjs').NativeEvalOptions {
-  const ks = o?.ks ?? [1, 5, 10];
-  for (const k of ks) if (!Number.isInteger(k) || k < 1) throw new DbnormError('ERR_PARAM', `every K of ks must be an integer ≥ 1, got ${String(k)}`);
-  return { direction: o?.direction ?? 't2v', ties: o?.ties ?? 'average', ks, qbnormCompat: o?.qbnormCompat ?? false };
+function optsOf(o: Partial<EvaluateOptions>): import('./native/index.cjs').NativeEvalOptions {
+  const raw = o.ks ?? [1, 5, 10];
+  if (!Array.isArray(raw)) throw new DbnormError('ERR_PARAM', `ks must be an array of integers ≥ 1, got ${describe(raw)}`);
+  const ks = raw.map((k, i) => count(`ks[${i}]`, k, 1));
+  return {
+    direction: o.direction === undefined ? 't2v' : oneOf('direction', o.direction, ['t2v', 'v2t'] as const),
+    ties: o.ties === undefined ? 'average' : oneOf('ties', o.ties, ['average', 'optimistic', 'pessimistic'] as const),
+    ks,
+    qbnormCompat: o.qbnormCompat === undefined ? false : bool('qbnormCompat', o.qbnormCompat),
+  };
 }
 
 function retrievalOut(r: import('./native/index.cjs').NativeRetrieval): RetrievalMetrics {
@@ -176,16 +193,27 @@ function retrievalOut(r: import('./native/index.cjs').NativeRetrieval): Retrieva
   return out;
 }
 
-function hubOpts(o: HubnessOptions | undefined): import('./native/index.cjs').NativeHubnessOptions {
-  const k = o?.k ?? 10;
-  if (!Number.isInteger(k) || k < 1) throw new DbnormError('ERR_PARAM', `hubness k must be an integer ≥ 1, got ${String(k)}`);
-  const hubFactor = o?.hubFactor ?? 2;
-  if (!Number.isFinite(hubFactor) || hubFactor <= 0) throw new DbnormError('ERR_PARAM', `hubFactor must be a finite number > 0, got ${String(hubFactor)}`);
-  return { k, hubFactor, threshold: o?.hubThreshold ?? 'mean' };
+function hubOpts(o: Partial<HubnessOptions>): import('./native/index.cjs').NativeHubnessOptions {
+  const k = count('hubness k', o.k ?? 10, 1);
+  const hubFactor = finite('hubFactor', o.hubFactor ?? 2, 0, false);
+  return { k, hubFactor, threshold: o.hubThreshold === undefined ? 'mean' : oneOf('hubThreshold', o.hubThreshold, ['mean', 'peer'] as const) };
+}
+
+/** A copy of the input arrays only the library holds (the async call owns its input, see `owned`). */
+async function ownEval(i: NIn): Promise<NIn> {
+  return {
+    ...i,
+    scores: i.scores && { ...i.scores, data: await owned(i.scores.data, 'scores') },
+    indices: i.indices && (await owned(i.indices, 'indices')),
+  };
 }
 
 /** Top-k lists longer than k are cut to their first k entries (the lists are best first). */
-function hubInput(x: MatrixLike | TopK, k: number, nGallery?: number): NIn {
+/** Hubness returns one occurrence count per gallery item in a `Uint32Array`, which Node caps at 2^32 bytes. */
+const MAX_HUB_GALLERY = 2 ** 30 - 1;
+
+function hubInput(x: MatrixLike | TopK, k: number, nGallery?: unknown): NIn {
+  if (nGallery !== undefined) count('galleryCount', nGallery, 1, MAX_HUB_GALLERY);
   const i = input(x, nGallery);
   if (i.indices && i.k !== k) {
     if (i.k < k) throw new DbnormError('ERR_PARAM', `top-k lists have k = ${i.k}, fewer than the hubness k = ${k}`);
@@ -222,8 +250,12 @@ function hubOut(h: import('./native/index.cjs').NativeHubness): Hubness {
  * by the lists. `v2t` needs the full score matrix.
  */
 export async function evaluate(scores: MatrixLike | TopK, groundTruth?: GroundTruth, opts?: EvaluateOptions & { galleryCount?: number } & RunOptions): Promise<RetrievalMetrics> {
-  const i = input(scores, opts?.galleryCount);
-  return retrievalOut(await oneBlock(opts, 'evaluate', i.rows, () => native.evaluate(i, gtOf(groundTruth), optsOf(opts))));
+  const o = options<EvaluateOptions & { galleryCount?: number } & RunOptions>('evaluate options', opts, [...EVAL_KEYS, ...RUN_KEYS]);
+  const run = checkRun(o);
+  const i = input(scores, o.galleryCount);
+  const [gt, eo] = [gtOf(groundTruth), optsOf(o)];
+  const own = await ownEval(i);
+  return retrievalOut(await oneBlock(run, 'evaluate', i.rows, () => native.evaluate(own, gt, eo)));
 }
 
 /**
@@ -236,14 +268,20 @@ async function oneBlock<T>(opts: RunOptions | undefined, phase: string, total: n
   if (opts?.signal?.aborted) throw aborted();
   const out = await awaitNative(run());
   if (opts?.signal?.aborted) throw aborted();
-  opts?.onProgress?.({ phase, done: total, total });
+  try {
+    opts?.onProgress?.({ phase, done: total, total });
+  } catch (e) {
+    throw progressError(e); // the operation rejects with the callback's error (see RunOptions)
+  }
   return out;
 }
 
 /** Synchronous {@link evaluate}: blocks the event loop, so use it for small inputs only. */
 export function evaluateSync(scores: MatrixLike | TopK, groundTruth?: GroundTruth, opts?: EvaluateOptions & { galleryCount?: number }): RetrievalMetrics {
-  const i = input(scores, opts?.galleryCount);
-  return retrievalOut(callNative(() => native.evaluateSync(i, gtOf(groundTruth), optsOf(opts))));
+  const o = options<EvaluateOptions & { galleryCount?: number }>('evaluate options', opts, EVAL_KEYS);
+  const i = input(scores, o.galleryCount);
+  const [gt, eo] = [gtOf(groundTruth), optsOf(o)];
+  return retrievalOut(callNative(() => native.evaluateSync(i, gt, eo)));
 }
 
 /**
@@ -251,13 +289,17 @@ export function evaluateSync(scores: MatrixLike | TopK, groundTruth?: GroundTrut
  * `galleryCount`; lists longer than `k` are cut to their first k).
  */
 export async function hubness(scores: MatrixLike | TopK, opts?: HubnessOptions & { galleryCount?: number } & RunOptions): Promise<Hubness> {
-  const o = hubOpts(opts);
-  const i = hubInput(scores, o.k, opts?.galleryCount);
-  return hubOut(await oneBlock(opts, 'hubness', i.rows, () => native.hubness(i, o)));
+  const r = options<HubnessOptions & { galleryCount?: number } & RunOptions>('hubness options', opts, [...HUB_KEYS, ...RUN_KEYS]);
+  const run = checkRun(r);
+  const o = hubOpts(r);
+  const i = await ownEval(hubInput(scores, o.k, r.galleryCount));
+  return hubOut(await oneBlock(run, 'hubness', i.rows, () => native.hubness(i, o)));
 }
 
 /** Synchronous {@link hubness}: small inputs only. */
 export function hubnessSync(scores: MatrixLike | TopK, opts?: HubnessOptions & { galleryCount?: number }): Hubness {
-  const o = hubOpts(opts);
-  return hubOut(callNative(() => native.hubnessSync(hubInput(scores, o.k, opts?.galleryCount), o)));
+  const r = options<HubnessOptions & { galleryCount?: number }>('hubness options', opts, HUB_KEYS);
+  const o = hubOpts(r);
+  const i = hubInput(scores, o.k, r.galleryCount);
+  return hubOut(callNative(() => native.hubnessSync(i, o)));
 }

@@ -42,3 +42,5 @@ export {
   type TieMode,
 } from './eval.js';
 export { readNpy, readNpySync, writeNpy, writeNpySync } from './npy.js';
+export { tune, tuneFlags, TUNED_KEYS, type TuneData, type TuneGrid, type TuneMethodResult, type TuneOptions, type TunePairs, type TuneResult, type TuneTrial, type TunedParams } from './tune.js';
+export { report, type ReportInput, type ReportRow } from './report-html.js';

@@ -1,4 +1,5 @@
 import { DbnormError } from './errors.js';
+import { prop } from './validate.js';
 
 /**
  * Anything shaped like a row-major `float32` matrix: element (r, c) is `data[r * cols + c]`.
@@ -66,7 +67,8 @@ export class Matrix implements MatrixLike {
     if (m === null || typeof m !== 'object') {
       throw new DbnormError('ERR_SHAPE', `${name}: expected a matrix { data, rows, cols }, got ${describe(m)}`);
     }
-    return new Matrix(m.data, m.rows, m.cols, name);
+    const [data, rows, cols] = [prop(m, 'data', name, 'ERR_SHAPE'), prop(m, 'rows', name, 'ERR_SHAPE'), prop(m, 'cols', name, 'ERR_SHAPE')];
+    return new Matrix(data as Float32Array, rows as number, cols as number, name);
   }
 
   /**
@@ -79,8 +81,9 @@ export class Matrix implements MatrixLike {
     if (m === null || typeof m !== 'object') {
       throw new DbnormError('ERR_SHAPE', `${name}: expected a matrix { data, rows, cols }, got ${describe(m)}`);
     }
-    checkShape(m.data, m.rows, m.cols, name);
-    return Matrix.unchecked(m.data, m.rows, m.cols);
+    const [data, rows, cols] = [prop(m, 'data', name, 'ERR_SHAPE'), prop(m, 'rows', name, 'ERR_SHAPE'), prop(m, 'cols', name, 'ERR_SHAPE')];
+    checkShape(data, rows as number, cols as number, name);
+    return Matrix.unchecked(data as Float32Array, rows as number, cols as number);
   }
 
   /** @internal Wraps trusted native output without re-validating it. */
@@ -115,11 +118,11 @@ function checkShape(data: unknown, rows: number, cols: number, name: string): vo
     throw new DbnormError('ERR_SHAPE', `${name}: data must be a Float32Array, got ${describe(data)}`);
   }
   for (const [what, v] of [['rows', rows], ['cols', cols]] as const) {
-    if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffffffff) {
       throw new DbnormError('ERR_SHAPE', `${name}: ${what} must be a non-negative integer, got ${String(v)}`);
     }
   }
-  if (data.length !== rows * cols) {
+  if (!Number.isSafeInteger(rows * cols) || data.length !== rows * cols) {
     throw new DbnormError('ERR_SHAPE', `${name}: expected rows·cols = ${rows}·${cols} = ${rows * cols} values, got ${data.length}`);
   }
 }
@@ -128,4 +131,33 @@ function describe(v: unknown): string {
   if (v === null) return 'null';
   if (typeof v !== 'object') return typeof v;
   return (v as object).constructor?.name ?? 'object';
+}
+
+/** Elements copied per event-loop turn when an async call takes ownership of its input (4 MB). */
+export const OWN_CHUNK = 1 << 20;
+
+type Typed = Float32Array | Uint32Array;
+
+/**
+ * @internal Async calls own their input for their whole duration: the native task reads a copy only
+ * the library holds, so the caller resizing, transferring or detaching its buffer during an
+ * `await` cannot pull memory from under the worker thread (holding a napi reference does not stop a
+ * detach). Inputs up to {@link OWN_CHUNK} elements are copied at once; larger ones in chunks, one
+ * per event-loop turn, so no single block of the event loop exceeds a few milliseconds. A buffer
+ * resized or detached between chunks is `ERR_SHAPE`.
+ */
+export async function owned<T extends Typed>(src: T, name: string): Promise<T> {
+  const n = src.length;
+  const dst = (src instanceof Float32Array ? new Float32Array(n) : new Uint32Array(n)) as T;
+  for (let off = 0; off < n; off += OWN_CHUNK) {
+    if (off > 0) await new Promise<void>((r) => setImmediate(r));
+    if (src.length !== n) throw new DbnormError('ERR_SHAPE', `${name}: the input buffer was resized or detached during the call (async calls copy their input; do not change it until they settle)`);
+    dst.set(src.subarray(off, Math.min(n, off + OWN_CHUNK)), off);
+  }
+  return dst;
+}
+
+/** @internal {@link owned} for a matrix. */
+export async function ownedMatrix(m: MatrixLike, name: string): Promise<Matrix> {
+  return Matrix.unchecked(await owned(m.data, name), m.rows, m.cols);
 }

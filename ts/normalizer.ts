@@ -1,13 +1,13 @@
-import { DbnormError, awaitNative, callNative } from './errors.js';
+import { DbnormError, type ErrorCode, callNative } from './errors.js';
 import { type GalleryBank, type QueryBank, bankMatrix } from './bank.js';
 import { type RunOptions, runJob } from './job.js';
-import { Matrix, type MatrixLike } from './matrix.js';
+import { Matrix, type MatrixLike, owned, ownedMatrix } from './matrix.js';
 import { native } from './native.js';
 import { type CandidateIds, candidateIds } from './candidates.js';
 import { loadNormalizer, loadNormalizerSync, saveNormalizer, saveNormalizerSync } from './persist.js';
 import { METHOD_INFO, type MethodInfo, PARAM_INFO, type ParamInfo, methodInfo } from './methods.js';
 import type { Metric } from './similarity.js';
-import { RUN_KEYS, count, describe, options } from './validate.js';
+import { RUN_KEYS, count, describe, oneOf, options } from './validate.js';
 
 /**
  * A normalisation method (formulas in the README and `spec/methods.md`):
@@ -222,11 +222,31 @@ function bankCheck(method: Method, which: 'query' | 'gallery', m: Matrix | undef
 
 type NativeNormalizer = InstanceType<typeof native.NativeNormalizer>;
 
-function prepareFit(data: FitData, opts: MethodOptions) {
-  if (data === null || typeof data !== 'object') throw new DbnormError('ERR_SHAPE', 'fit data { gallery, queryBank?, galleryBank? } is required');
+function checkGuard(v: unknown): 'warn' | 'strict' | 'off' {
+  return v === undefined ? 'warn' : oneOf('leakGuard', v, ['warn', 'strict', 'off'] as const);
+}
+
+/** A copy of every matrix of a native input object that only the library holds (see `owned`). */
+async function ownInput<T extends object>(input: T): Promise<T> {
+  const out: Record<string, unknown> = { ...(input as Record<string, unknown>) };
+  for (const [key, v] of Object.entries(out)) {
+    if (v !== null && typeof v === 'object' && 'data' in v && (v as { data: unknown }).data instanceof Float32Array) {
+      const m = v as import('./native/index.cjs').NativeMatrix;
+      out[key] = { ...m, data: await owned(m.data, key) };
+    }
+  }
+  return out as T;
+}
+
+const FIT_DATA_KEYS = ['gallery', 'queryBank', 'galleryBank', 'metric'] as const;
+const FIT_SIMS_KEYS = ['queryBankSims', 'galleryBankSims', 'galleryCount'] as const;
+
+function prepareFit(raw: FitData, opts: MethodOptions, extraKeys: readonly string[]) {
+  if (raw === null || typeof raw !== 'object') throw new DbnormError('ERR_SHAPE', `fit data { gallery, queryBank?, galleryBank? } is required, got ${describe(raw)}`);
+  const data = options<FitData>('fit data', raw, FIT_DATA_KEYS, false) as FitData;
   const metric = data.metric ?? 'cosine';
-  if (metric !== 'cosine' && metric !== 'dot') throw new DbnormError('ERR_PARAM', `metric must be 'cosine' or 'dot', got '${String(metric)}'`);
-  const resolved = resolveOptions(opts, metric === 'cosine');
+  if (metric !== 'cosine' && metric !== 'dot') throw new DbnormError('ERR_PARAM', `metric must be 'cosine' or 'dot', got ${describe(metric)}`);
+  const resolved = resolveOptions(opts, metric === 'cosine', extraKeys);
   const gallery = Matrix.shaped(data.gallery, 'gallery');
   if (gallery.rows === 0) throw new DbnormError('ERR_SHAPE', 'gallery has 0 rows (need at least one item)');
   const need = needs(resolved.method);
@@ -250,9 +270,10 @@ function prepareFit(data: FitData, opts: MethodOptions) {
   return { input, resolved };
 }
 
-function prepareFitSims(data: FitSimilaritiesData, opts: MethodOptions) {
-  if (data === null || typeof data !== 'object') throw new DbnormError('ERR_SHAPE', 'fit data { queryBankSims?, galleryBankSims? } is required');
-  const resolved = resolveOptions(opts, false);
+function prepareFitSims(raw: FitSimilaritiesData, opts: MethodOptions, extraKeys: readonly string[]) {
+  if (raw === null || typeof raw !== 'object') throw new DbnormError('ERR_SHAPE', `fit data { queryBankSims?, galleryBankSims? } is required, got ${describe(raw)}`);
+  const data = options<FitSimilaritiesData>('fit data', raw, FIT_SIMS_KEYS, false) as FitSimilaritiesData;
+  const resolved = resolveOptions(opts, false, extraKeys);
   const need = needs(resolved.method);
   const qAll = data.queryBankSims === undefined ? undefined : bankMatrix(data.queryBankSims, 'query', 'similarities', 'queryBankSims');
   const gAll = data.galleryBankSims === undefined ? undefined : bankMatrix(data.galleryBankSims, 'gallery', 'similarities', 'galleryBankSims');
@@ -296,20 +317,22 @@ export class Normalizer {
    * @throws {@link DbnormError} `ERR_SHAPE`, `ERR_NON_FINITE`, `ERR_PARAM`, `ERR_EMPTY_BANK`, `ERR_ABORTED`
    */
   static async fit(data: FitData, opts: FitOptions): Promise<Normalizer> {
-    const { input, resolved } = prepareFit(data, opts);
-    const n = await runJob(opts, (job) => native.NativeNormalizer.fit(input, toNativeParams(resolved), job));
-    return new Normalizer(n, resolved).#withGuard(opts.leakGuard);
+    const { input, resolved } = prepareFit(data, opts, [...RUN_KEYS, 'leakGuard']);
+    const o = options<FitOptions>('options', opts, [...METHOD_OPTION_KEYS, ...RUN_KEYS, 'leakGuard']);
+    const guard = checkGuard(o.leakGuard);
+    const owned = await ownInput(input);
+    const n = await runJob(o, (job) => native.NativeNormalizer.fit(owned, toNativeParams(resolved), job));
+    return new Normalizer(n, resolved).#withGuard(guard);
   }
 
   /** Synchronous {@link Normalizer.fit}: blocks the event loop, so use it for small inputs only. */
   static fitSync(data: FitData, opts: MethodOptions & Pick<FitOptions, 'leakGuard'>): Normalizer {
-    const { input, resolved } = prepareFit(data, opts);
-    return new Normalizer(callNative(() => native.NativeNormalizer.fitSync(input, toNativeParams(resolved))), resolved).#withGuard(opts.leakGuard);
+    const { input, resolved } = prepareFit(data, opts, ['leakGuard']);
+    const guard = checkGuard(options<FitOptions>('options', opts, [...METHOD_OPTION_KEYS, 'leakGuard']).leakGuard);
+    return new Normalizer(callNative(() => native.NativeNormalizer.fitSync(input, toNativeParams(resolved))), resolved).#withGuard(guard);
   }
 
-  #withGuard(mode: FitOptions['leakGuard']): this {
-    const g = mode ?? 'warn';
-    if (g !== 'warn' && g !== 'strict' && g !== 'off') throw new DbnormError('ERR_PARAM', `leakGuard must be 'warn', 'strict' or 'off', got '${String(g)}'`);
+  #withGuard(g: 'warn' | 'strict' | 'off'): this {
     this.#leakGuard = g;
     if (g !== 'off' && this.mode === 'embeddings') {
       const n = this.#native.galleryBankOverlap();
@@ -327,14 +350,16 @@ export class Normalizer {
    * Score later with query × gallery similarity matrices of the same scale.
    */
   static async fitSimilarities(data: FitSimilaritiesData, opts: MethodOptions & RunOptions): Promise<Normalizer> {
-    const { input, resolved } = prepareFitSims(data, opts);
-    const n = await runJob(opts, (job) => native.NativeNormalizer.fit(input, toNativeParams(resolved), job));
+    const { input, resolved } = prepareFitSims(data, opts, RUN_KEYS);
+    const o = options<RunOptions>('options', opts, [...METHOD_OPTION_KEYS, ...RUN_KEYS]);
+    const owned = await ownInput(input);
+    const n = await runJob(o, (job) => native.NativeNormalizer.fit(owned, toNativeParams(resolved), job));
     return new Normalizer(n, resolved);
   }
 
   /** Synchronous {@link Normalizer.fitSimilarities}: small inputs only. */
   static fitSimilaritiesSync(data: FitSimilaritiesData, opts: MethodOptions): Normalizer {
-    const { input, resolved } = prepareFitSims(data, opts);
+    const { input, resolved } = prepareFitSims(data, opts, []);
     return new Normalizer(callNative(() => native.NativeNormalizer.fitSync(input, toNativeParams(resolved))), resolved);
   }
 
@@ -343,7 +368,7 @@ export class Normalizer {
     return this.options.method;
   }
 
-  /** Number of gallery items (0 for a `none` similarity-mode normaliser fitted without matrices). */
+  /** Number of gallery items (0 only for a `none` similarity-mode normaliser fitted with neither matrices nor `galleryCount`). */
   get galleryCount(): number {
     return this.#native.galleryCount;
   }
@@ -371,12 +396,16 @@ export class Normalizer {
     if (this.mode === 'similarities' && this.galleryCount > 0 && m.cols !== this.galleryCount) {
       throw new DbnormError('ERR_SHAPE', `similarities have ${m.cols} columns, the fitted gallery has ${this.galleryCount} items`);
     }
-    if (this.mode === 'embeddings') this.#guard(m);
     return m;
   }
 
   #cols(m: Matrix): number {
     return this.mode === 'embeddings' ? this.galleryCount : m.cols;
+  }
+
+  /** Whether the native task should count leaked queries (the leak guard, off the event loop). */
+  get #guarding(): boolean {
+    return this.#leakGuard !== 'off' && this.mode === 'embeddings';
   }
 
   /**
@@ -385,15 +414,20 @@ export class Normalizer {
    * (n_q × n_g) in similarity mode. Prefer {@link Normalizer.search} when only the top-k is needed.
    */
   async scores(input: MatrixLike, opts?: RunOptions): Promise<Matrix> {
+    const o = options<RunOptions>('scores options', opts, RUN_KEYS);
     const m = this.#input(input);
-    const out = await runJob(opts, (job) => this.#native.scores(nm(m), job));
-    return Matrix.unchecked(out, m.rows, this.#cols(m));
+    const own = await ownedMatrix(m, 'queries');
+    const out = await runJob(o, (job) => this.#native.scores(nm(own), this.#guarding, job));
+    this.#leaked(out.leaked, m.rows);
+    return Matrix.unchecked(out.data, m.rows, this.#cols(m));
   }
 
   /** Synchronous {@link Normalizer.scores}: small inputs only. */
   scoresSync(input: MatrixLike): Matrix {
     const m = this.#input(input);
-    return Matrix.unchecked(callNative(() => this.#native.scoresSync(nm(m))), m.rows, this.#cols(m));
+    const out = callNative(() => this.#native.scoresSync(nm(m), this.#guarding));
+    this.#leaked(out.leaked, m.rows);
+    return Matrix.unchecked(out.data, m.rows, this.#cols(m));
   }
 
   /**
@@ -401,16 +435,24 @@ export class Normalizer {
    * built). `k` is clamped to the gallery size.
    */
   async search(input: MatrixLike, opts: { k: number } & RunOptions): Promise<TopK> {
+    const o = options<{ k: number } & RunOptions>('search options', opts, ['k', ...RUN_KEYS], false);
     const m = this.#input(input);
-    const k = count('k', opts?.k, 1);
-    return runJob(opts, (job) => this.#native.search(nm(m), k, job));
+    const k = count('k', o.k, 1);
+    const own = await ownedMatrix(m, 'queries');
+    return this.#topk(await runJob(o, (job) => this.#native.search(nm(own), k, this.#guarding, job)));
   }
 
   /** Synchronous {@link Normalizer.search}: small inputs only. */
   searchSync(input: MatrixLike, opts: { k: number }): TopK {
+    const o = options<{ k: number }>('search options', opts, ['k'], false);
     const m = this.#input(input);
-    const k = count('k', opts?.k, 1);
-    return callNative(() => this.#native.searchSync(nm(m), k));
+    const k = count('k', o.k, 1);
+    return this.#topk(callNative(() => this.#native.searchSync(nm(m), k, this.#guarding)));
+  }
+
+  #topk(t: import('./native/index.cjs').NativeTopK): TopK {
+    this.#leaked(t.leaked, t.rows);
+    return { rows: t.rows, k: t.k, indices: t.indices, scores: t.scores };
   }
 
   /**
@@ -418,40 +460,64 @@ export class Normalizer {
    * bank-based method the result equals fitting on the whole gallery (activation sets included).
    * Embeddings mode: `items` is n_new × d. Similarity mode: pass the new items' bank similarities
    * `{ queryBankSims: m_q × n_new, galleryBankSims: m_g × n_new }` (bank rows in fit order).
-   * Calls are applied in order; searches already running keep the gallery they started with.
+   * Zero new items is a no-op.
+   *
+   * Mutations are serialized: concurrent `addGallery` calls are applied in call order, and
+   * {@link Normalizer.addGallerySync} while one is pending throws `ERR_BUSY` (nothing is lost or
+   * half-applied). Searches already running keep the gallery they started with.
    * @returns the new gallery size
    */
   async addGallery(items: MatrixLike | AddGallerySimilarities, opts?: RunOptions): Promise<number> {
+    const o = options<RunOptions>('addGallery options', opts, RUN_KEYS);
     const input = this.#addInput(items);
-    const run = this.#adding.then(() => runJob(opts, (job) => this.#native.addGallery(input, job)));
+    this.#pendingAdds++;
+    const run = this.#adding
+      .then(async () => {
+        const own = await ownInput(input);
+        const out = await runJob(o, (job) => this.#native.addGallery(own, job));
+        if (out.error !== undefined && out.error !== null) throw new DbnormError((out.code ?? 'ERR_INTERNAL') as ErrorCode, out.error);
+        return out.galleryCount;
+      })
+      .finally(() => {
+        this.#pendingAdds--; // before the caller's continuation runs
+      });
     this.#adding = run.catch(() => undefined);
     return run;
   }
 
-  /** Synchronous {@link Normalizer.addGallery}: small inputs only. */
+  /**
+   * Synchronous {@link Normalizer.addGallery}: small inputs only.
+   * @throws {@link DbnormError} `ERR_BUSY` while an asynchronous `addGallery` on this normaliser is pending
+   */
   addGallerySync(items: MatrixLike | AddGallerySimilarities): number {
+    if (this.#pendingAdds > 0) {
+      throw new DbnormError('ERR_BUSY', `addGallerySync: ${this.#pendingAdds} asynchronous addGallery call(s) on this normaliser are pending; await them first (mutations are serialized, never interleaved)`);
+    }
     const input = this.#addInput(items);
     return callNative(() => this.#native.addGallerySync(input));
   }
 
   #adding: Promise<unknown> = Promise.resolve();
+  #pendingAdds = 0;
 
   #addInput(items: MatrixLike | AddGallerySimilarities): import('./native/index.cjs').NativeAddInput {
+    if (items === null || typeof items !== 'object') throw new DbnormError('ERR_SHAPE', `addGallery: expected new items, got ${describe(items)}`);
     if (this.mode === 'embeddings') {
       const m = Matrix.shaped(items as MatrixLike, 'items');
       if (m.cols !== this.dim) throw new DbnormError('ERR_SHAPE', `new gallery items have dim ${m.cols}, gallery has dim ${this.dim}`);
       return { items: nm(m) };
     }
-    const s = items as AddGallerySimilarities;
+    const s = options<AddGallerySimilarities>('addGallery items', items, ['queryBankSims', 'galleryBankSims', 'count'], false);
     const q = s.queryBankSims === undefined ? undefined : Matrix.shaped(s.queryBankSims, 'queryBankSims');
     const g = s.galleryBankSims === undefined ? undefined : Matrix.shaped(s.galleryBankSims, 'galleryBankSims');
-    return { queryBankSims: q && nm(q), galleryBankSims: g && nm(g), count: s.count };
+    const c = s.count === undefined ? undefined : count('count', s.count, 0);
+    if (q === undefined && g === undefined && c === undefined) throw new DbnormError('ERR_SHAPE', 'addGallery: give queryBankSims / galleryBankSims, or count (method none)');
+    return { queryBankSims: q && nm(q), galleryBankSims: g && nm(g), count: c };
   }
 
   #rerankInput(input: MatrixLike, candidates: CandidateIds): [Matrix, Uint32Array, number] {
     const m = Matrix.shaped(input, this.mode === 'embeddings' ? 'queries' : 'candidateSims');
-    const [ids, c] = candidateIds(candidates, m.rows, this.galleryCount);
-    if (this.mode === 'embeddings') this.#guard(m);
+    const [ids, c] = candidateIds(candidates, m.rows);
     return [m, ids, c];
   }
 
@@ -465,15 +531,18 @@ export class Normalizer {
    * The DIS/DualDIS gate and the CSLS offset are taken over the candidates: exact when they contain
    * the query's raw top-1 (top-K for CSLS), as a raw nearest-neighbour index returns them.
    */
-  async rerank(input: MatrixLike, candidates: CandidateIds): Promise<TopK> {
+  async rerank(input: MatrixLike, candidates: CandidateIds, opts?: RunOptions): Promise<TopK> {
+    const o = options<RunOptions>('rerank options', opts, RUN_KEYS);
     const [m, ids, c] = this.#rerankInput(input, candidates);
-    return awaitNative(this.#native.rerank(nm(m), ids, c));
+    const own = await ownedMatrix(m, 'queries');
+    const ownIds = await owned(ids, 'candidates');
+    return this.#topk(await runJob(o, (job) => this.#native.rerank(nm(own), ownIds, c, this.#guarding, job)));
   }
 
   /** Synchronous {@link Normalizer.rerank} (an online request: one or a few queries). */
   rerankSync(input: MatrixLike, candidates: CandidateIds): TopK {
     const [m, ids, c] = this.#rerankInput(input, candidates);
-    return callNative(() => this.#native.rerankSync(nm(m), ids, c));
+    return this.#topk(callNative(() => this.#native.rerankSync(nm(m), ids, c, this.#guarding)));
   }
 
   /**
@@ -508,16 +577,21 @@ export class Normalizer {
    */
   augmentQueries(queries: MatrixLike, opts?: { top1?: CandidateIds }): Matrix {
     const m = this.#input(queries);
-    const top1 = opts?.top1 === undefined ? undefined : candidateIds(opts.top1, m.rows, this.galleryCount);
+    const o = options<{ top1?: CandidateIds }>('augmentQueries options', opts, ['top1']);
+    const top1 = o.top1 === undefined ? undefined : candidateIds(o.top1, m.rows);
     if (top1 !== undefined && top1[1] !== 1 && m.rows > 0) throw new DbnormError('ERR_SHAPE', `top1 must hold one id per query, got ${top1[1]}`);
+    if (this.#guarding) this.#leaked(callNative(() => this.#native.leakedQueries(nm(m))), m.rows);
     const a = callNative(() => (top1 ? this.#native.augmentQueriesWithTop1(nm(m), top1[0]) : this.#native.augmentQueries(nm(m))));
     return Matrix.unchecked(a.data, a.rows, a.cols);
   }
 
   /** {@link Normalizer.augmentQueries} off the event loop (DIS/DualDIS run a raw search), with `signal`. */
   async augmentQueriesAsync(queries: MatrixLike, opts?: RunOptions): Promise<Matrix> {
+    const o = options<RunOptions>('augmentQueriesAsync options', opts, RUN_KEYS);
     const m = this.#input(queries);
-    const a = await runJob(opts, (job) => this.#native.augmentQueriesAsync(nm(m), job));
+    const own = await ownedMatrix(m, 'queries');
+    if (this.#guarding) this.#leaked(callNative(() => this.#native.leakedQueries(nm(own))), own.rows);
+    const a = await runJob(o, (job) => this.#native.augmentQueriesAsync(nm(own), job));
     return Matrix.unchecked(a.data, a.rows, a.cols);
   }
 
@@ -531,12 +605,10 @@ export class Normalizer {
     return callNative(() => this.#native.augmentedInfo());
   }
 
-  /** Leak guard: test queries identical to query-bank rows inflate results. */
-  #guard(m: Matrix): void {
-    if (this.#leakGuard === 'off' || this.mode !== 'embeddings') return;
-    const n = callNative(() => this.#native.leakedQueries(nm(m)));
-    if (n === 0) return;
-    const msg = `${n} of ${m.rows} queries are identical to query-bank rows: normalising with the test queries themselves inflates results (build the bank from training data)`;
+  /** Leak guard: test queries identical to query-bank rows inflate results (counted by the native task). */
+  #leaked(n: number, rows: number): void {
+    if (n === 0 || !this.#guarding) return;
+    const msg = `${n} of ${rows} queries are identical to query-bank rows: normalising with the test queries themselves inflates results (build the bank from training data)`;
     if (this.#leakGuard === 'strict') throw new DbnormError('ERR_LEAK', msg);
     if (!this.#warnedLeak) {
       this.#warnedLeak = true;
@@ -573,8 +645,9 @@ export class Normalizer {
    * half-written file. Load it with {@link Normalizer.load}.
    * @throws {@link DbnormError} `ERR_IO` (the file cannot be written)
    */
-  async save(path: string): Promise<void> {
-    await saveNormalizer(this.#native, path);
+  async save(path: string, opts?: RunOptions): Promise<void> {
+    const o = options<RunOptions>('save options', opts, RUN_KEYS);
+    await saveNormalizer(this.#native, path, o);
   }
 
   /** Synchronous {@link Normalizer.save}: blocks the event loop while writing, so use it for small normalisers. */
@@ -589,14 +662,17 @@ export class Normalizer {
    * @throws {@link DbnormError} `ERR_FORMAT` (truncated, corrupted, another format version or
    *   endianness, inconsistent contents; the message names the file), `ERR_IO` (cannot read)
    */
-  static async load(path: string, opts?: Pick<FitOptions, 'leakGuard'>): Promise<Normalizer> {
-    const { native: n, options } = await loadNormalizer(path);
-    return new Normalizer(n, options).#withGuard(opts?.leakGuard);
+  static async load(path: string, opts?: Pick<FitOptions, 'leakGuard'> & RunOptions): Promise<Normalizer> {
+    const o = options<FitOptions>('load options', opts, ['leakGuard', ...RUN_KEYS]);
+    const guard = checkGuard(o.leakGuard);
+    const { native: n, options: resolved } = await loadNormalizer(path, o);
+    return new Normalizer(n, resolved).#withGuard(guard);
   }
 
   /** Synchronous {@link Normalizer.load}: blocks the event loop while reading, so use it for small files. */
   static loadSync(path: string, opts?: Pick<FitOptions, 'leakGuard'>): Normalizer {
-    const { native: n, options } = loadNormalizerSync(path);
-    return new Normalizer(n, options).#withGuard(opts?.leakGuard);
+    const guard = checkGuard(options<FitOptions>('load options', opts, ['leakGuard']).leakGuard);
+    const { native: n, options: resolved } = loadNormalizerSync(path);
+    return new Normalizer(n, resolved).#withGuard(guard);
   }
 }

@@ -9,18 +9,16 @@
  * @module
  */
 import { awaitNative, callNative } from './errors.js';
-import { Matrix, type MatrixLike } from './matrix.js';
+import { Matrix, type MatrixLike, owned } from './matrix.js';
 import { native } from './native.js';
+import { path as checkedPath } from './validate.js';
 
 function toMatrix(r: import('./native/index.cjs').NativeNpy, path: string): Matrix {
   return new Matrix(r.data, r.rows, r.cols, path);
 }
 
-function checkPath(path: unknown): string {
-  if (typeof path !== 'string' || path.length === 0) {
-    throw new TypeError(`path must be a non-empty string, got ${path === null ? 'null' : typeof path}`);
-  }
-  return path;
+function checkPath(p: unknown): string {
+  return checkedPath(p);
 }
 
 /**
@@ -49,7 +47,8 @@ export function readNpySync(path: string): Matrix {
 export async function writeNpy(path: string, matrix: MatrixLike): Promise<void> {
   const p = checkPath(path);
   const m = shapeOnly(matrix);
-  await awaitNative(native.writeNpy(p, m.data, m.rows, m.cols));
+  const data = await owned(m.data, 'matrix'); // the async write owns its input (see `owned`)
+  await awaitNative(native.writeNpy(p, data, m.rows, m.cols));
 }
 
 /** Synchronous {@link writeNpy}. */

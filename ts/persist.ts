@@ -10,9 +10,11 @@
  * @internal
  * @module
  */
-import { awaitNative, callNative } from './errors.js';
+import { DbnormError, callNative } from './errors.js';
+import { type RunOptions, runJob } from './job.js';
 import { methodInfo } from './methods.js';
 import { native } from './native.js';
+import { path as checkedPath } from './validate.js';
 import type { Method, ResolvedOptions } from './normalizer.js';
 
 type NativeNormalizer = InstanceType<typeof native.NativeNormalizer>;
@@ -23,11 +25,8 @@ function uses(method: Method, name: string): boolean {
   return methodInfo(method)?.params.includes(name) ?? false;
 }
 
-function checkPath(path: unknown): string {
-  if (typeof path !== 'string' || path.length === 0) {
-    throw new TypeError(`path must be a non-empty string, got ${path === null ? 'null' : typeof path}`);
-  }
-  return path;
+function checkPath(p: unknown): string {
+  return checkedPath(p);
 }
 
 /** The resolved options of a normaliser, rebuilt from its stored method and parameters. @internal */
@@ -55,9 +54,10 @@ function loaded(n: NativeNormalizer): Loaded {
 }
 
 /** Writes `n` to `path` on the libuv thread pool. @internal */
-export async function saveNormalizer(n: NativeNormalizer, path: string): Promise<void> {
+export async function saveNormalizer(n: NativeNormalizer, path: string, opts?: RunOptions): Promise<void> {
   const p = checkPath(path);
-  await awaitNative(n.save(p));
+  await runJob(opts, (job) => n.save(p, job));
+  if (opts?.signal?.aborted) throw new DbnormError('ERR_ABORTED', 'save was aborted (the file may have been written)');
 }
 
 /** Writes `n` to `path`, blocking the event loop. @internal */
@@ -67,9 +67,11 @@ export function saveNormalizerSync(n: NativeNormalizer, path: string): void {
 }
 
 /** Reads a saved normaliser on the libuv thread pool. @internal */
-export async function loadNormalizer(path: string): Promise<Loaded> {
+export async function loadNormalizer(path: string, opts?: RunOptions): Promise<Loaded> {
   const p = checkPath(path);
-  return loaded(await awaitNative(native.NativeNormalizer.load(p)));
+  const n = await runJob(opts, (job) => native.NativeNormalizer.load(p, job));
+  if (opts?.signal?.aborted) throw new DbnormError('ERR_ABORTED', 'load was aborted');
+  return loaded(n);
 }
 
 /** Reads a saved normaliser, blocking the event loop. @internal */

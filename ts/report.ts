@@ -7,13 +7,16 @@ import type { Hubness, RetrievalMetrics } from './eval.js';
 
 /** One method's results, as printed by the CLI and emitted in its `--json` output. */
 export interface ResultRow {
+  /** The method (`none` = raw scores). */
   method: string;
   /** The parameters the method ran with (β values, k, …). */
   params: Record<string, number | string | null>;
   /** Retrieval metrics: `R1`, `R5`, `R10` (percent), `MdR`, `MnR`, `mAP`, `n`. */
   metrics: Record<string, number | null>;
-  /** Hubness of the top-k lists: `k`, `skewness`, `skewnessNonzero`, `robinHood`, `gini`, `antihubRate`, `hubOccurrence`, `groupieRatio`, `hubs`. */
+  /** Hubness of the top-k lists: `k`, `skewness`, `skewnessNonzero`, `robinHood`, `gini`, `atkinson` (ε = 0.5), `meanOccurrence`, `hubThreshold`, `antihubRate`, `hubOccurrence`, `groupieRatio`, `hubs` (count). */
   hubness: Record<string, number | null>;
+  /** Per-item k-occurrence N_k (only with `dbnorm eval --occurrences`), n_items long. */
+  occurrence?: number[];
   /** Wall time of fit + scoring, seconds. */
   seconds: number;
   /** Optional label (e.g. the direction). */
@@ -40,6 +43,9 @@ export function hubnessRecord(h: Hubness): Record<string, number | null> {
     skewnessNonzero: nn(h.skewnessNonzero),
     robinHood: nn(h.robinHood),
     gini: nn(h.gini),
+    atkinson: nn(h.atkinson),
+    meanOccurrence: nn(h.meanOccurrence),
+    hubThreshold: nn(h.hubThreshold),
     antihubRate: nn(h.antihubRate),
     hubOccurrence: nn(h.hubOccurrence),
     groupieRatio: nn(h.groupieRatio),

@@ -1,6 +1,8 @@
 import { DbnormError, awaitNative, callNative } from './errors.js';
-import { Matrix, type MatrixLike } from './matrix.js';
+import type { RunOptions } from './job.js';
+import { Matrix, type MatrixLike, owned } from './matrix.js';
 import { native } from './native.js';
+import { RUN_KEYS, oneOf, options } from './validate.js';
 
 /** How embeddings are compared: `cosine` L2-normalises rows on the fly (inputs untouched), `dot` does not. */
 export type Metric = 'cosine' | 'dot';
@@ -17,10 +19,8 @@ function check(a: MatrixLike, b: MatrixLike, opts?: SimilarityOptions): [Matrix,
   if (ma.cols !== mb.cols) {
     throw new DbnormError('ERR_SHAPE', `a has dim ${ma.cols}, b has dim ${mb.cols} (they must agree)`);
   }
-  const metric = opts?.metric ?? 'cosine';
-  if (metric !== 'cosine' && metric !== 'dot') {
-    throw new DbnormError('ERR_PARAM', `metric must be 'cosine' or 'dot', got '${String(metric)}'`);
-  }
+  const o = options<SimilarityOptions & RunOptions>('similarity options', opts, ['metric', ...RUN_KEYS]);
+  const metric = o.metric === undefined ? 'cosine' : oneOf('metric', o.metric, ['cosine', 'dot'] as const);
   return [ma, mb, metric];
 }
 
@@ -32,7 +32,8 @@ function check(a: MatrixLike, b: MatrixLike, opts?: SimilarityOptions): [Matrix,
  */
 export async function similarity(a: MatrixLike, b: MatrixLike, opts?: SimilarityOptions): Promise<Matrix> {
   const [ma, mb, metric] = check(a, b, opts);
-  const out = await awaitNative(native.similarity(ma.data, ma.rows, mb.data, mb.rows, ma.cols, metric));
+  const [da, db] = [await owned(ma.data, 'a'), await owned(mb.data, 'b')]; // the async call owns its input
+  const out = await awaitNative(native.similarity(da, ma.rows, db, mb.rows, ma.cols, metric));
   return Matrix.unchecked(out, ma.rows, mb.rows);
 }
 

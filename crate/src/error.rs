@@ -20,6 +20,8 @@ pub enum ErrorCode {
     Io,
     /// The operation was cancelled through an `AbortSignal`.
     Aborted,
+    /// A mutation (`addGallery`) is already running on this normaliser.
+    Busy,
     /// A bug: an internal invariant was violated (or a panic was caught at the FFI boundary).
     Internal,
 }
@@ -34,6 +36,7 @@ impl ErrorCode {
             ErrorCode::Format => "ERR_FORMAT",
             ErrorCode::Io => "ERR_IO",
             ErrorCode::Aborted => "ERR_ABORTED",
+            ErrorCode::Busy => "ERR_BUSY",
             ErrorCode::Internal => "ERR_INTERNAL",
         }
     }

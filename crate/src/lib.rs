@@ -19,6 +19,7 @@ pub mod rows;
 pub mod npy;
 pub mod fileio;
 pub mod persist;
+pub mod tune;
 
 #[cfg(feature = "binding")]
 mod binding;

@@ -4,7 +4,7 @@
 use crate::control::Control;
 use crate::error::{Error, Result};
 use crate::kernels::dot::dot_gather;
-use crate::kernels::similarity::{matmul_abt_par, prepare, Metric};
+use crate::kernels::similarity::{dot_abt_par, prepare, Metric};
 use crate::matrix::MatRef;
 use crate::methods::scorer::Scorer;
 use crate::methods::stats::{bank_stats, BankStats, Source, StatsRequest};
@@ -165,7 +165,8 @@ impl Normalizer {
         let qs_in = check_bank(method, query_bank_sims, rq.is_some(), "queryBankSims", "query bank × gallery similarities")?;
         let gs_in = check_bank(method, gallery_bank_sims, rg.is_some(), "galleryBankSims", "gallery bank × gallery similarities")?;
         let mut n: Option<usize> = gallery_count;
-        for (m, name) in [(qs_in, "queryBankSims"), (gs_in, "galleryBankSims")] {
+        // Every given matrix fixes the gallery size, used by the method or not (`none` from matrices).
+        for (m, name) in [(query_bank_sims, "queryBankSims"), (gallery_bank_sims, "galleryBankSims")] {
             if let Some(m) = m {
                 match n {
                     Some(n0) if n0 != m.cols => {
@@ -245,8 +246,8 @@ impl Normalizer {
                     ctl.check()?;
                     let r0 = b * ROWS;
                     let rows = chunk.len() / ng.max(1);
-                    matmul_abt_par(&q[r0 * dim..(r0 + rows) * dim], rows, &self.gallery, ng, dim, chunk);
-                    self.scorer.score_rows_in_place(chunk);
+                    dot_abt_par(&q[r0 * dim..(r0 + rows) * dim], rows, &self.gallery, ng, dim, chunk);
+                    self.scorer.score_rows_in_place(chunk)?;
                     ctl.progress("scores", r0 + rows, input.rows);
                 }
                 Ok((out, ng))
@@ -255,7 +256,7 @@ impl Normalizer {
                 input.check_finite("similarities")?;
                 let sc = self.scorer_for_sims(&input)?;
                 ctl.check()?;
-                Ok((sc.scores_from_sims(input.data, input.rows), input.cols))
+                Ok((sc.scores_from_sims(input.data, input.rows)?, input.cols))
             }
         }
     }
@@ -281,7 +282,7 @@ impl Normalizer {
                 if ke == 0 {
                     return Err(Error::shape("input has 0 columns"));
                 }
-                let (i, s) = sc.search_sims(input.data, input.rows, ke);
+                let (i, s) = sc.search_sims(input.data, input.rows, ke)?;
                 Ok((i, s, ke))
             }
         }
@@ -443,18 +444,27 @@ impl Normalizer {
         let sc = &self.scorer;
         let mut idx = vec![0u32; nq * c];
         let mut out = vec![0f32; nq * c];
-        idx.par_chunks_mut(c.max(1)).zip(out.par_chunks_mut(c.max(1))).enumerate().for_each(|(i, (io, so))| {
+        let bad = idx.par_chunks_mut(c.max(1)).zip(out.par_chunks_mut(c.max(1))).enumerate().find_map_any(|(i, (io, so))| {
             let r = &raw[i * c..(i + 1) * c];
             let cand = &candidates[i * c..(i + 1) * c];
             let (t, off) = sc.row_context(r);
             let v = sc.variant_of(cand.get(t).map(|&j| j as usize).unwrap_or(0));
             let mut scored: Vec<(f64, u32)> = r.iter().zip(cand).map(|(&s, &j)| (sc.scale * s as f64 - sc.bias[v][j as usize] - off, j)).collect();
-            scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            // The crate's one tie rule (score desc, index asc), on the f64 scores.
+            crate::kernels::topk::sort_ranked(&mut scored);
             for (r, (s, j)) in scored.into_iter().enumerate() {
                 io[r] = j;
-                so[r] = s as f32;
+                // The finite-score contract (methods::scorer): a score outside f32 is an error.
+                match crate::methods::scorer::score_to_f32(s) {
+                    Ok(x) => so[r] = x,
+                    Err(e) => return Some(e),
+                }
             }
+            None
         });
+        if let Some(e) = bad {
+            return Err(e);
+        }
         Ok((idx, out))
     }
 
@@ -499,7 +509,8 @@ impl Normalizer {
         for (r, j) in (start..start + count).enumerate() {
             out[r * w..r * w + dim].copy_from_slice(&self.gallery[j * dim..(j + 1) * dim]);
             for (x, col) in cols.iter().enumerate() {
-                out[r * w + dim + x] = (-col[j] / sc.scale) as f32;
+                // |bias/scale| ≈ |max s| + ln(m)/β: finite for any accepted input, but checked.
+                out[r * w + dim + x] = crate::methods::scorer::score_to_f32(-col[j] / sc.scale)?;
             }
         }
         Ok((out, w))

@@ -11,7 +11,8 @@
  * Progress and notes go to stderr. Usage errors exit 2, data/runtime errors exit 1 (see `cli.ts`).
  * @module
  */
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { basename } from 'node:path';
 
 import cliProgress from 'cli-progress';
 import { type Command, InvalidArgumentError, Option } from 'commander';
@@ -23,6 +24,8 @@ import { Matrix } from '../matrix.js';
 import { METHODS, type Method, type MethodOptions, Normalizer, type ResolvedOptions, resolveOptions } from '../normalizer.js';
 import { readNpy } from '../npy.js';
 import { type ResultRow, hubnessRecord, metricsRecord, render } from '../report.js';
+import { type ReportRow, report } from '../report-html.js';
+import type { TuneResult } from '../tune.js';
 import type { Metric } from '../similarity.js';
 import { PARAM_INFO, methodInfo, paramFlag } from '../methods.js';
 import { addMethodFlags, methodOptions, methodsHelp } from './method-flags.js';
@@ -61,6 +64,9 @@ interface EvalFlags {
   qbnormCompat?: boolean;
   json?: boolean;
   markdown?: boolean;
+  occurrences?: boolean;
+  html?: string;
+  tune?: string;
 }
 
 /** File flags: option key → flag name, in the order files are loaded and reported. */
@@ -116,6 +122,9 @@ export function registerEval(program: Command): void {
     .option('--qbnorm-compat', "count R@1 as rank 0 strictly, like QB-Norm's metric.py")
     .addOption(new Option('--json', 'print one JSON object { results: [...] } to stdout').conflicts('markdown'))
     .option('--markdown', 'print a markdown table')
+    .option('--occurrences', 'with --json: add each row\'s per-item k-occurrence array (n_items long)')
+    .option('--html <file>', 'also write a self-contained HTML report (k-occurrence histograms, hubs, R@K bars, metrics)')
+    .option('--tune <file>', 'with --html: a `dbnorm tune --save` result whose tuning curves the report shows')
     .action(async (o: EvalFlags) => {
       await runEval(o);
     });
@@ -429,6 +438,7 @@ async function runEval(o: EvalFlags): Promise<void> {
   const tasks = p.directions.flatMap((dir) => p.methods.map((method) => ({ dir, method })));
   const progress = reporter(tasks.length);
   const rows: ResultRow[] = [];
+  const occurrences: Uint32Array[] = [];
   let simsT: Matrix | undefined;
   try {
     for (const [index, { dir, method }] of tasks.entries()) {
@@ -478,6 +488,8 @@ async function runEval(o: EvalFlags): Promise<void> {
       const hub = await hubness(top, { k, hubThreshold: o.hubThreshold, galleryCount: cols });
       const row: ResultRow = { method, params: paramsOf(resolved), metrics: metricsRecord(metrics), hubness: hubnessRecord(hub), seconds, direction: dir };
       rows.push(row);
+      occurrences.push(hub.occurrence);
+      if (o.occurrences) row.occurrence = Array.from(hub.occurrence);
       const r1 = row.metrics[`R${o.ks[0]}`];
       const skew = o.skewness === 'nonzero' ? row.hubness.skewnessNonzero : row.hubness.skewness;
       progress.finished(
@@ -490,6 +502,14 @@ async function runEval(o: EvalFlags): Promise<void> {
     progress.stop();
   }
 
+  if (o.html !== undefined) {
+    const tune = o.tune === undefined ? undefined : (JSON.parse(readFileSync(o.tune, 'utf8')) as TuneResult);
+    const shapes = Object.fromEntries(keys.map((k) => [FILE_FLAGS[k], [m[k]!.rows, m[k]!.cols]]));
+    const reportRows: ReportRow[] = rows.map((r, i) => ({ ...r, occurrence: occurrences[i]! }));
+    const title = `dbnorm eval: ${keys.map((k) => `${FILE_FLAGS[k]} ${basename(p.files[k]!)}`).join(' ')}`;
+    writeFileSync(o.html, report({ title, shapes, rows: reportRows, tune }));
+    log(`dbnorm eval: wrote ${o.html}`);
+  }
   if (o.json) {
     process.stdout.write(render(rows, 'json') + '\n');
     return;

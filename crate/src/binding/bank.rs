@@ -5,8 +5,9 @@ use std::sync::{Arc, Mutex};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
-use super::guarded;
+use super::{guarded, run_sync, Code, Run};
 use crate::bank::BankBuilder;
+use crate::control::Control;
 use crate::error::{Error as DbError, ErrorCode};
 
 /// Builds a bank from row blocks in native memory.
@@ -21,22 +22,8 @@ fn append_impl(inner: &Mutex<Option<BankBuilder>>, block: &[f32], rows: u32) -> 
     b.append(block, rows as usize)
 }
 
-/// Appends one block on the thread pool (hashing for de-duplication and copying are O(block)).
-pub struct AppendTask {
-    inner: Arc<Mutex<Option<BankBuilder>>>,
-    block: Float32Array,
-    rows: u32,
-}
-
-impl Task for AppendTask {
-    type Output = ();
-    type JsValue = ();
-    fn compute(&mut self) -> napi::Result<()> {
-        guarded(|| append_impl(&self.inner, &self.block, self.rows))
-    }
-    fn resolve(&mut self, _env: Env, _out: ()) -> napi::Result<()> {
-        Ok(())
-    }
+fn append_work(inner: Arc<Mutex<Option<BankBuilder>>>, block: Float32Array, rows: u32) -> impl FnOnce(&Control) -> crate::Result<()> + Send + 'static {
+    move |_| append_impl(&inner, &block, rows)
 }
 
 #[napi(object)]
@@ -53,24 +40,24 @@ pub struct NativeBankOut {
 impl NativeBankBuilder {
     /// `subsample` 0 = keep every row.
     #[napi(constructor)]
-    pub fn new(dim: u32, subsample: u32, seed: f64, dedupe: bool) -> napi::Result<Self> {
+    pub fn new(dim: u32, subsample: u32, seed: f64, dedupe: bool) -> napi::Result<Self, Code> {
         let cap = if subsample == 0 { None } else { Some(subsample as usize) };
         guarded(|| BankBuilder::new(dim as usize, cap, seed as u64, dedupe)).map(|b| NativeBankBuilder { inner: Arc::new(Mutex::new(Some(b))) })
     }
 
     #[napi]
-    pub fn append_sync(&self, block: Float32Array, rows: u32) -> napi::Result<()> {
-        guarded(|| append_impl(&self.inner, &block, rows))
+    pub fn append_sync(&self, block: Float32Array, rows: u32) -> napi::Result<(), Code> {
+        run_sync(append_work(self.inner.clone(), block, rows), |()| ())
     }
 
     /// Appends off the event loop (blocks are applied in call order when awaited in turn).
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn append(&self, block: Float32Array, rows: u32) -> AsyncTask<AppendTask> {
-        AsyncTask::new(AppendTask { inner: self.inner.clone(), block, rows })
+    pub fn append(&self, block: Float32Array, rows: u32) -> AsyncTask<Run<(), ()>> {
+        Run::spawn(append_work(self.inner.clone(), block, rows), None, |()| ())
     }
 
     #[napi]
-    pub fn finish(&self) -> napi::Result<NativeBankOut> {
+    pub fn finish(&self) -> napi::Result<NativeBankOut, Code> {
         guarded(|| {
             let mut g = self.inner.lock().map_err(|_| DbError::new(ErrorCode::Internal, "bank builder lock poisoned"))?;
             let b = g.take().ok_or_else(|| DbError::param("this bank builder is finished"))?;

@@ -3,7 +3,8 @@
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
-use super::{guarded, NativeMatrix};
+use super::{run_sync, Code, NativeMatrix, Run};
+use crate::control::Control;
 use crate::error::Error as DbError;
 use crate::eval::{self, Direction, EvalOptions, GroundTruth, HubThreshold, Hubness, HubnessOptions, RetrievalMetrics, TieMode};
 
@@ -169,55 +170,30 @@ fn hubness_impl(input: &NativeEvalInput, opts: &NativeHubnessOptions) -> crate::
     }
 }
 
+fn evaluate_work(input: NativeEvalInput, gt: NativeGroundTruth, opts: NativeEvalOptions) -> impl FnOnce(&Control) -> crate::Result<RetrievalMetrics> + Send + 'static {
+    move |_| evaluate_impl(&input, &gt, &opts)
+}
+
+fn hubness_work(input: NativeEvalInput, opts: NativeHubnessOptions) -> impl FnOnce(&Control) -> crate::Result<Hubness> + Send + 'static {
+    move |_| hubness_impl(&input, &opts)
+}
+
 #[napi]
-pub fn evaluate_sync(input: NativeEvalInput, gt: NativeGroundTruth, opts: NativeEvalOptions) -> napi::Result<NativeRetrieval> {
-    guarded(|| evaluate_impl(&input, &gt, &opts)).map(retrieval_out)
-}
-
-pub struct EvaluateTask {
-    input: NativeEvalInput,
-    gt: NativeGroundTruth,
-    opts: NativeEvalOptions,
-}
-
-impl Task for EvaluateTask {
-    type Output = RetrievalMetrics;
-    type JsValue = NativeRetrieval;
-    fn compute(&mut self) -> napi::Result<RetrievalMetrics> {
-        guarded(|| evaluate_impl(&self.input, &self.gt, &self.opts))
-    }
-    fn resolve(&mut self, _env: Env, out: RetrievalMetrics) -> napi::Result<NativeRetrieval> {
-        Ok(retrieval_out(out))
-    }
+pub fn evaluate_sync(input: NativeEvalInput, gt: NativeGroundTruth, opts: NativeEvalOptions) -> napi::Result<NativeRetrieval, Code> {
+    run_sync(evaluate_work(input, gt, opts), retrieval_out)
 }
 
 #[napi(ts_return_type = "Promise<NativeRetrieval>")]
-pub fn evaluate(input: NativeEvalInput, gt: NativeGroundTruth, opts: NativeEvalOptions) -> AsyncTask<EvaluateTask> {
-    AsyncTask::new(EvaluateTask { input, gt, opts })
+pub fn evaluate(input: NativeEvalInput, gt: NativeGroundTruth, opts: NativeEvalOptions) -> AsyncTask<Run<RetrievalMetrics, NativeRetrieval>> {
+    Run::spawn(evaluate_work(input, gt, opts), None, retrieval_out)
 }
 
 #[napi]
-pub fn hubness_sync(input: NativeEvalInput, opts: NativeHubnessOptions) -> napi::Result<NativeHubness> {
-    guarded(|| hubness_impl(&input, &opts)).map(hubness_out)
-}
-
-pub struct HubnessTask {
-    input: NativeEvalInput,
-    opts: NativeHubnessOptions,
-}
-
-impl Task for HubnessTask {
-    type Output = Hubness;
-    type JsValue = NativeHubness;
-    fn compute(&mut self) -> napi::Result<Hubness> {
-        guarded(|| hubness_impl(&self.input, &self.opts))
-    }
-    fn resolve(&mut self, _env: Env, out: Hubness) -> napi::Result<NativeHubness> {
-        Ok(hubness_out(out))
-    }
+pub fn hubness_sync(input: NativeEvalInput, opts: NativeHubnessOptions) -> napi::Result<NativeHubness, Code> {
+    run_sync(hubness_work(input, opts), hubness_out)
 }
 
 #[napi(ts_return_type = "Promise<NativeHubness>")]
-pub fn hubness(input: NativeEvalInput, opts: NativeHubnessOptions) -> AsyncTask<HubnessTask> {
-    AsyncTask::new(HubnessTask { input, opts })
+pub fn hubness(input: NativeEvalInput, opts: NativeHubnessOptions) -> AsyncTask<Run<Hubness, NativeHubness>> {
+    Run::spawn(hubness_work(input, opts), None, hubness_out)
 }

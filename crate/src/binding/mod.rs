@@ -1,8 +1,10 @@
 //! The napi glue: converts JS values to slices, runs the kernels, returns typed arrays.
 //! Knows nothing of any method's math. Every entry point catches panics (a panic never crosses the
-//! FFI boundary) and reports errors as `"<CODE>: <message>"`, which the TS facade turns into a
-//! `DbnormError` with `code`. Heavy calls exist as `AsyncTask`s (run on the libuv pool, off the event
-//! loop) that observe a [`NativeJob`] for abort and progress.
+//! FFI boundary) and reports errors with the stable code as the napi error's `code` (see
+//! [`task::Code`]); the TS facade rethrows them as `DbnormError`. Every operation is written once
+//! as a work closure plus an output conversion and scheduled by the one generic task
+//! ([`task::Run`], off the event loop, observing a [`NativeJob`] for abort and progress) or run by
+//! its synchronous twin ([`task::run_sync`]).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,9 +20,7 @@ use crate::matrix::MatRef;
 use crate::methods::{Method, Params};
 use crate::normalizer::{Mode, Normalizer};
 
-fn to_napi(e: DbError) -> napi::Error {
-    napi::Error::new(Status::GenericFailure, e.to_string())
-}
+pub(crate) use task::{js_err, run_sync, Code, Run};
 
 /// Builds rayon's global pool once, with workers at a lower scheduling priority (nice +10 on Linux).
 ///
@@ -48,15 +48,20 @@ fn lower_priority() {
 fn lower_priority() {}
 
 /// Runs `f`, converting a panic into `ERR_INTERNAL`.
-pub(crate) fn guarded<T>(f: impl FnOnce() -> crate::Result<T>) -> napi::Result<T> {
+pub(crate) fn guarded_core<T>(f: impl FnOnce() -> crate::Result<T>) -> crate::Result<T> {
     ensure_pool();
     match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(r) => r.map_err(to_napi),
+        Ok(r) => r,
         Err(p) => {
             let msg = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "unknown panic".into());
-            Err(to_napi(DbError::new(ErrorCode::Internal, format!("internal error (please report): {msg}"))))
+            Err(DbError::new(ErrorCode::Internal, format!("internal error (please report): {msg}")))
         }
     }
+}
+
+/// [`guarded_core`] with the error in its JavaScript form.
+pub(crate) fn guarded<T>(f: impl FnOnce() -> crate::Result<T>) -> napi::Result<T, Code> {
+    guarded_core(f).map_err(js_err)
 }
 
 pub(crate) fn mat<'a>(data: &'a [f32], rows: u32, cols: u32, name: &str) -> crate::Result<MatRef<'a>> {
@@ -147,36 +152,20 @@ fn similarity_impl(a: &[f32], a_rows: u32, b: &[f32], b_rows: u32, dim: u32, met
     sim_kernel(mat(a, a_rows, dim, "a")?, mat(b, b_rows, dim, "b")?, metric)
 }
 
+fn similarity_work(a: Float32Array, a_rows: u32, b: Float32Array, b_rows: u32, dim: u32, metric: String) -> impl FnOnce(&Control) -> crate::Result<Vec<f32>> + Send + 'static {
+    move |_| similarity_impl(&a, a_rows, &b, b_rows, dim, &metric)
+}
+
 /// `a` (aRows×dim) against `b` (bRows×dim): row-major f32 similarity matrix aRows×bRows.
 #[napi]
-pub fn similarity_sync(a: Float32Array, a_rows: u32, b: Float32Array, b_rows: u32, dim: u32, metric: String) -> napi::Result<Float32Array> {
-    guarded(|| similarity_impl(&a, a_rows, &b, b_rows, dim, &metric)).map(Float32Array::new)
-}
-
-pub struct SimilarityTask {
-    a: Float32Array,
-    a_rows: u32,
-    b: Float32Array,
-    b_rows: u32,
-    dim: u32,
-    metric: String,
-}
-
-impl Task for SimilarityTask {
-    type Output = Vec<f32>;
-    type JsValue = Float32Array;
-    fn compute(&mut self) -> napi::Result<Vec<f32>> {
-        guarded(|| similarity_impl(&self.a, self.a_rows, &self.b, self.b_rows, self.dim, &self.metric))
-    }
-    fn resolve(&mut self, _env: Env, out: Vec<f32>) -> napi::Result<Float32Array> {
-        Ok(Float32Array::new(out))
-    }
+pub fn similarity_sync(a: Float32Array, a_rows: u32, b: Float32Array, b_rows: u32, dim: u32, metric: String) -> napi::Result<Float32Array, Code> {
+    run_sync(similarity_work(a, a_rows, b, b_rows, dim, metric), Float32Array::new)
 }
 
 /// Async [`similarity_sync`].
 #[napi(ts_return_type = "Promise<Float32Array>")]
-pub fn similarity(a: Float32Array, a_rows: u32, b: Float32Array, b_rows: u32, dim: u32, metric: String) -> AsyncTask<SimilarityTask> {
-    AsyncTask::new(SimilarityTask { a, a_rows, b, b_rows, dim, metric })
+pub fn similarity(a: Float32Array, a_rows: u32, b: Float32Array, b_rows: u32, dim: u32, metric: String) -> AsyncTask<Run<Vec<f32>, Float32Array>> {
+    Run::spawn(similarity_work(a, a_rows, b, b_rows, dim, metric), None, Float32Array::new)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -196,17 +185,7 @@ pub struct NativeParams {
 }
 
 fn parse_params(p: &NativeParams) -> crate::Result<(Method, Params)> {
-    Ok((
-        Method::parse(&p.method)?,
-        Params {
-            beta_query: p.beta_query,
-            beta_gallery: p.beta_gallery,
-            k: p.k as usize,
-            csls_k: p.csls_k as usize,
-            nnn_k: p.nnn_k as usize,
-            nnn_alpha: p.nnn_alpha,
-        },
-    ))
+    Ok((Method::parse(&p.method)?, Params { beta_query: p.beta_query, beta_gallery: p.beta_gallery, k: p.k as usize, csls_k: p.csls_k as usize, nnn_k: p.nnn_k as usize, nnn_alpha: p.nnn_alpha }))
 }
 
 /// A row-major f32 matrix handed over from JS.
@@ -268,6 +247,8 @@ pub struct NativeTopK {
     pub k: u32,
     pub indices: Uint32Array,
     pub scores: Float32Array,
+    /// Leak-guard count: queries identical to a query-bank row (0 unless asked for).
+    pub leaked: u32,
 }
 
 /// A fitted normaliser living in native memory. `inner` is swapped atomically by operations that
@@ -308,68 +289,52 @@ impl NativeNormalizer {
     pub(crate) fn slot(&self) -> Slot {
         self.inner.clone()
     }
+}
 
-    pub(crate) fn replace(&self, n: Normalizer) {
-        self.inner.set(n)
+fn topk_out(rows: u32, leaked: u32) -> impl FnMut((Vec<u32>, Vec<f32>, usize)) -> NativeTopK + Send + 'static {
+    move |(i, s, k)| NativeTopK { rows, k: k as u32, indices: Uint32Array::new(i), scores: Float32Array::new(s), leaked }
+}
+
+/// Scores of queries with the leak-guard count (queries identical to query-bank rows).
+#[napi(object)]
+pub struct NativeScores {
+    pub data: Float32Array,
+    /// Queries identical to a query-bank row (0 unless the guard was asked for, embeddings mode).
+    pub leaked: u32,
+}
+
+/// The leak guard, inside the task: how many query rows equal a query-bank row (embeddings mode).
+pub(crate) fn leak_count(n: &Normalizer, input: &NativeMatrix, guard: bool) -> crate::Result<u32> {
+    if !guard || !matches!(n.mode, Mode::Embeddings { .. }) {
+        return Ok(0);
+    }
+    n.leaked_queries(input.view("queries")?).map(|c| c as u32)
+}
+
+type Leak<T> = (T, u32);
+
+fn scores_work(n: Arc<Normalizer>, input: NativeMatrix, guard: bool) -> impl FnOnce(&Control) -> crate::Result<Leak<Vec<f32>>> + Send + 'static {
+    move |ctl| {
+        let leaked = leak_count(&n, &input, guard)?;
+        Ok((n.scores_with(input.view("input")?, ctl)?.0, leaked))
     }
 }
 
-pub struct FitTask {
-    input: NativeFitInput,
-    params: NativeParams,
-    job: Option<Arc<JobState>>,
+fn scores_out((data, leaked): Leak<Vec<f32>>) -> NativeScores {
+    NativeScores { data: Float32Array::new(data), leaked }
 }
 
-impl Task for FitTask {
-    type Output = Normalizer;
-    type JsValue = NativeNormalizer;
-    fn compute(&mut self) -> napi::Result<Normalizer> {
-        guarded(|| with_control(&self.job, |ctl| fit_impl(&self.input, &self.params, ctl)))
-    }
-    fn resolve(&mut self, _env: Env, out: Normalizer) -> napi::Result<NativeNormalizer> {
-        Ok(NativeNormalizer::from_normalizer(out))
+type TopOut = (Vec<u32>, Vec<f32>, usize);
+
+fn search_work(n: Arc<Normalizer>, input: NativeMatrix, k: u32, guard: bool) -> impl FnOnce(&Control) -> crate::Result<Leak<TopOut>> + Send + 'static {
+    move |ctl| {
+        let leaked = leak_count(&n, &input, guard)?;
+        Ok((n.search(input.view("input")?, k as usize, ctl)?, leaked))
     }
 }
 
-pub struct ScoresTask {
-    inner: Arc<Normalizer>,
-    input: NativeMatrix,
-    job: Option<Arc<JobState>>,
-}
-
-impl Task for ScoresTask {
-    type Output = (Vec<f32>, usize);
-    type JsValue = Float32Array;
-    fn compute(&mut self) -> napi::Result<(Vec<f32>, usize)> {
-        let (inner, input) = (&self.inner, &self.input);
-        guarded(|| with_control(&self.job, |ctl| inner.scores_with(input.view("input")?, ctl)))
-    }
-    fn resolve(&mut self, _env: Env, out: (Vec<f32>, usize)) -> napi::Result<Float32Array> {
-        Ok(Float32Array::new(out.0))
-    }
-}
-
-pub struct SearchTask {
-    inner: Arc<Normalizer>,
-    input: NativeMatrix,
-    k: u32,
-    job: Option<Arc<JobState>>,
-}
-
-fn topk_out(rows: u32, (i, s, k): (Vec<u32>, Vec<f32>, usize)) -> NativeTopK {
-    NativeTopK { rows, k: k as u32, indices: Uint32Array::new(i), scores: Float32Array::new(s) }
-}
-
-impl Task for SearchTask {
-    type Output = (Vec<u32>, Vec<f32>, usize);
-    type JsValue = NativeTopK;
-    fn compute(&mut self) -> napi::Result<Self::Output> {
-        let (inner, input, k) = (&self.inner, &self.input, self.k);
-        guarded(|| with_control(&self.job, |ctl| inner.search(input.view("input")?, k as usize, ctl)))
-    }
-    fn resolve(&mut self, _env: Env, out: Self::Output) -> napi::Result<NativeTopK> {
-        Ok(topk_out(self.input.rows, out))
-    }
+fn search_out(rows: u32) -> impl FnMut(Leak<TopOut>) -> NativeTopK + Send + 'static {
+    move |(t, leaked)| topk_out(rows, leaked)(t)
 }
 
 /// Per-gallery statistics exposed for inspection and for the facade's derived features.
@@ -386,35 +351,37 @@ pub struct NativeStats {
 impl NativeNormalizer {
     /// Fits synchronously (small inputs only: blocks the event loop).
     #[napi(factory)]
-    pub fn fit_sync(input: NativeFitInput, params: NativeParams) -> napi::Result<NativeNormalizer> {
-        guarded(|| fit_impl(&input, &params, &Control::none())).map(NativeNormalizer::from_normalizer)
+    pub fn fit_sync(input: NativeFitInput, params: NativeParams) -> napi::Result<NativeNormalizer, Code> {
+        run_sync(move |ctl| fit_impl(&input, &params, ctl), NativeNormalizer::from_normalizer)
     }
 
     /// Fits on the libuv thread pool; observes `job` for abort / progress.
     #[napi(ts_return_type = "Promise<NativeNormalizer>")]
-    pub fn fit(input: NativeFitInput, params: NativeParams, job: Option<&NativeJob>) -> AsyncTask<FitTask> {
-        AsyncTask::new(FitTask { input, params, job: job_state(job) })
+    pub fn fit(input: NativeFitInput, params: NativeParams, job: Option<&NativeJob>) -> AsyncTask<Run<Normalizer, NativeNormalizer>> {
+        Run::spawn(move |ctl| fit_impl(&input, &params, ctl), job_state(job), NativeNormalizer::from_normalizer)
+    }
+
+    /// Scores (`guard`: also count queries identical to query-bank rows, in the same call).
+    #[napi]
+    pub fn scores_sync(&self, input: NativeMatrix, guard: bool) -> napi::Result<NativeScores, Code> {
+        run_sync(scores_work(self.snapshot(), input, guard), scores_out)
+    }
+
+    #[napi(ts_return_type = "Promise<NativeScores>")]
+    pub fn scores(&self, input: NativeMatrix, guard: bool, job: Option<&NativeJob>) -> AsyncTask<Run<Leak<Vec<f32>>, NativeScores>> {
+        Run::spawn(scores_work(self.snapshot(), input, guard), job_state(job), scores_out)
     }
 
     #[napi]
-    pub fn scores_sync(&self, input: NativeMatrix) -> napi::Result<Float32Array> {
-        guarded(|| self.snapshot().scores(input.view("input")?)).map(|(v, _)| Float32Array::new(v))
-    }
-
-    #[napi(ts_return_type = "Promise<Float32Array>")]
-    pub fn scores(&self, input: NativeMatrix, job: Option<&NativeJob>) -> AsyncTask<ScoresTask> {
-        AsyncTask::new(ScoresTask { inner: self.snapshot(), input, job: job_state(job) })
-    }
-
-    #[napi]
-    pub fn search_sync(&self, input: NativeMatrix, k: u32) -> napi::Result<NativeTopK> {
+    pub fn search_sync(&self, input: NativeMatrix, k: u32, guard: bool) -> napi::Result<NativeTopK, Code> {
         let rows = input.rows;
-        guarded(|| self.snapshot().search(input.view("input")?, k as usize, &Control::none())).map(|o| topk_out(rows, o))
+        run_sync(search_work(self.snapshot(), input, k, guard), search_out(rows))
     }
 
     #[napi(ts_return_type = "Promise<NativeTopK>")]
-    pub fn search(&self, input: NativeMatrix, k: u32, job: Option<&NativeJob>) -> AsyncTask<SearchTask> {
-        AsyncTask::new(SearchTask { inner: self.snapshot(), input, k, job: job_state(job) })
+    pub fn search(&self, input: NativeMatrix, k: u32, guard: bool, job: Option<&NativeJob>) -> AsyncTask<Run<Leak<TopOut>, NativeTopK>> {
+        let rows = input.rows;
+        Run::spawn(search_work(self.snapshot(), input, k, guard), job_state(job), search_out(rows))
     }
 
     #[napi(getter)]
@@ -478,3 +445,5 @@ mod methods;
 mod npy;
 mod persist;
 mod serving;
+mod task;
+mod tune;

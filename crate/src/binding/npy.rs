@@ -10,7 +10,8 @@
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
-use super::guarded;
+use super::{run_sync, Code, Run};
+use crate::control::Control;
 use crate::error::Error as DbError;
 
 /// A matrix read from a `.npy` file: `data` row-major, `rows × cols` (a 1-D array is one row).
@@ -35,61 +36,32 @@ fn npy_out((data, rows, cols): Read) -> NativeNpy {
     NativeNpy { data: Float32Array::new(data), rows: rows as u32, cols: cols as u32 }
 }
 
+fn write_work(path: String, data: Float32Array, rows: u32, cols: u32) -> impl FnOnce(&Control) -> crate::Result<()> + Send + 'static {
+    move |_| crate::npy::write_npy_f32(&path, &data, rows as usize, cols as usize)
+}
+
 /// Reads a `.npy` file (`<f4` or `<f8`, C order, 1-D or 2-D). `ERR_IO` if it cannot be read,
 /// `ERR_FORMAT` (naming the file and the problem) if it is not an accepted `.npy`.
 #[napi]
-pub fn read_npy_sync(path: String) -> napi::Result<NativeNpy> {
-    guarded(|| read_impl(&path)).map(npy_out)
-}
-
-pub struct ReadNpyTask {
-    path: String,
-}
-
-impl Task for ReadNpyTask {
-    type Output = Read;
-    type JsValue = NativeNpy;
-    fn compute(&mut self) -> napi::Result<Read> {
-        guarded(|| read_impl(&self.path))
-    }
-    fn resolve(&mut self, _env: Env, out: Read) -> napi::Result<NativeNpy> {
-        Ok(npy_out(out))
-    }
+pub fn read_npy_sync(path: String) -> napi::Result<NativeNpy, Code> {
+    run_sync(move |_| read_impl(&path), npy_out)
 }
 
 /// Async [`read_npy_sync`] (reads on the libuv thread pool).
 #[napi(ts_return_type = "Promise<NativeNpy>")]
-pub fn read_npy(path: String) -> AsyncTask<ReadNpyTask> {
-    AsyncTask::new(ReadNpyTask { path })
+pub fn read_npy(path: String) -> AsyncTask<Run<Read, NativeNpy>> {
+    Run::spawn(move |_| read_impl(&path), None, npy_out)
 }
 
 /// Writes a row-major `rows × cols` matrix as a version 1.0 `<f4` C-order `.npy` file.
 /// `ERR_SHAPE` if `data.length != rows·cols`, `ERR_IO` if the file cannot be written.
 #[napi]
-pub fn write_npy_sync(path: String, data: Float32Array, rows: u32, cols: u32) -> napi::Result<()> {
-    guarded(|| crate::npy::write_npy_f32(&path, &data, rows as usize, cols as usize))
-}
-
-pub struct WriteNpyTask {
-    path: String,
-    data: Float32Array,
-    rows: u32,
-    cols: u32,
-}
-
-impl Task for WriteNpyTask {
-    type Output = ();
-    type JsValue = ();
-    fn compute(&mut self) -> napi::Result<()> {
-        guarded(|| crate::npy::write_npy_f32(&self.path, &self.data, self.rows as usize, self.cols as usize))
-    }
-    fn resolve(&mut self, _env: Env, _out: ()) -> napi::Result<()> {
-        Ok(())
-    }
+pub fn write_npy_sync(path: String, data: Float32Array, rows: u32, cols: u32) -> napi::Result<(), Code> {
+    run_sync(write_work(path, data, rows, cols), |()| ())
 }
 
 /// Async [`write_npy_sync`].
 #[napi(ts_return_type = "Promise<void>")]
-pub fn write_npy(path: String, data: Float32Array, rows: u32, cols: u32) -> AsyncTask<WriteNpyTask> {
-    AsyncTask::new(WriteNpyTask { path, data, rows, cols })
+pub fn write_npy(path: String, data: Float32Array, rows: u32, cols: u32) -> AsyncTask<Run<(), ()>> {
+    Run::spawn(write_work(path, data, rows, cols), None, |()| ())
 }

@@ -7,37 +7,23 @@ use std::sync::Arc;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
-use super::{guarded, NativeNormalizer, NativeParams};
+use super::{job_state, run_sync, Code, NativeJob, NativeNormalizer, NativeParams, Run};
+use crate::control::Control;
 use crate::normalizer::Normalizer;
 
-pub struct SaveTask {
-    inner: Arc<Normalizer>,
-    path: String,
-}
-
-impl Task for SaveTask {
-    type Output = ();
-    type JsValue = ();
-    fn compute(&mut self) -> napi::Result<()> {
-        guarded(|| crate::persist::save(&self.inner, &self.path))
-    }
-    fn resolve(&mut self, _env: Env, _out: ()) -> napi::Result<()> {
-        Ok(())
+// Saving and loading are one block each: the signal is checked before the file is touched, and an
+// abort while it runs rejects when it ends (the TS facade re-checks the signal).
+fn save_work(inner: Arc<Normalizer>, path: String) -> impl FnOnce(&Control) -> crate::Result<()> + Send + 'static {
+    move |ctl| {
+        ctl.check()?;
+        crate::persist::save(&inner, &path)
     }
 }
 
-pub struct LoadTask {
-    path: String,
-}
-
-impl Task for LoadTask {
-    type Output = Normalizer;
-    type JsValue = NativeNormalizer;
-    fn compute(&mut self) -> napi::Result<Normalizer> {
-        guarded(|| crate::persist::load(&self.path))
-    }
-    fn resolve(&mut self, _env: Env, out: Normalizer) -> napi::Result<NativeNormalizer> {
-        Ok(NativeNormalizer::from_normalizer(out))
+fn load_work(path: String) -> impl FnOnce(&Control) -> crate::Result<Normalizer> + Send + 'static {
+    move |ctl| {
+        ctl.check()?;
+        crate::persist::load(&path)
     }
 }
 
@@ -46,28 +32,27 @@ impl NativeNormalizer {
     /// Saves to `path` (atomically: a temporary file next to it, renamed over it). Blocks the event
     /// loop for the whole write. `ERR_IO` if the file cannot be written.
     #[napi]
-    pub fn save_sync(&self, path: String) -> napi::Result<()> {
-        let inner = self.snapshot();
-        guarded(|| crate::persist::save(&inner, &path))
+    pub fn save_sync(&self, path: String) -> napi::Result<(), Code> {
+        run_sync(save_work(self.snapshot(), path), |()| ())
     }
 
     /// Async `saveSync` (writes on the libuv thread pool).
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn save(&self, path: String) -> AsyncTask<SaveTask> {
-        AsyncTask::new(SaveTask { inner: self.snapshot(), path })
+    pub fn save(&self, path: String, job: Option<&NativeJob>) -> AsyncTask<Run<(), ()>> {
+        Run::spawn(save_work(self.snapshot(), path), job_state(job), |()| ())
     }
 
     /// Loads a file written by `save`. `ERR_IO` if it cannot be read, `ERR_FORMAT` if it is
     /// truncated, corrupted, of another format version or endianness, or inconsistent.
     #[napi(factory)]
-    pub fn load_sync(path: String) -> napi::Result<NativeNormalizer> {
-        guarded(|| crate::persist::load(&path)).map(NativeNormalizer::from_normalizer)
+    pub fn load_sync(path: String) -> napi::Result<NativeNormalizer, Code> {
+        run_sync(load_work(path), NativeNormalizer::from_normalizer)
     }
 
     /// Async `loadSync` (reads on the libuv thread pool).
     #[napi(ts_return_type = "Promise<NativeNormalizer>")]
-    pub fn load(path: String) -> AsyncTask<LoadTask> {
-        AsyncTask::new(LoadTask { path })
+    pub fn load(path: String, job: Option<&NativeJob>) -> AsyncTask<Run<Normalizer, NativeNormalizer>> {
+        Run::spawn(load_work(path), job_state(job), NativeNormalizer::from_normalizer)
     }
 
     /// The method and every parameter, as stored (what a loaded normaliser's options are rebuilt from).

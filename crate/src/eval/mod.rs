@@ -38,7 +38,8 @@ pub fn row_topk(row: &[f32], k: usize, out: &mut Vec<u32>) {
     }
     if k > INSERTION_TOPK_MAX {
         out.extend(0..row.len() as u32);
-        let better = |a: &u32, b: &u32| row[*b as usize].total_cmp(&row[*a as usize]).then(a.cmp(b));
+        // The crate's one tie rule (kernels::topk).
+        let better = |a: &u32, b: &u32| crate::kernels::topk::rank_cmp(row[*a as usize] as f64, *a, row[*b as usize] as f64, *b);
         if k < out.len() {
             out.select_nth_unstable_by(k - 1, better);
             out.truncate(k);
@@ -46,22 +47,19 @@ pub fn row_topk(row: &[f32], k: usize, out: &mut Vec<u32>) {
         out.sort_unstable_by(better);
         return;
     }
-    // Insertion buffer sorted best first. Candidates arrive in ascending index order, so an equal
-    // score never displaces an earlier entry: only strictly better scores get in once the buffer is full.
-    let mut scores: Vec<f32> = Vec::with_capacity(k);
+    // Insertion buffer sorted best first, with the crate's one insertion step (kernels::topk).
+    // Candidates arrive in ascending index order, so once the buffer is full only strictly better
+    // scores get in: the `<=` pre-test rejects the rest with one comparison.
+    let mut scores = [0f32; INSERTION_TOPK_MAX];
+    let mut idx = [0u32; INSERTION_TOPK_MAX];
+    let mut len = 0;
     for (j, &x) in row.iter().enumerate() {
-        if scores.len() == k {
-            if x <= scores[k - 1] {
-                continue;
-            }
-            scores.pop();
-            out.pop();
+        if len == k && x <= scores[k - 1] {
+            continue;
         }
-        // First position whose score is strictly lower: ties keep index order.
-        let pos = scores.partition_point(|&s| s >= x);
-        scores.insert(pos, x);
-        out.insert(pos, j as u32);
+        len = crate::kernels::topk::insert_ranked(&mut scores[..k], &mut idx[..k], len, x, j as u32);
     }
+    out.extend_from_slice(&idx[..len]);
 }
 
 /// Top-k indices of every row of `scores`: `rows × k` row-major `u32`, each row best first (score

@@ -80,6 +80,9 @@ fn sum_exp_shifted_body(xs: &[f32], beta: f64, shift: f64) -> f64 {
 /// Explicit AVX-512 body of the exp-sum (fused multiply-adds in the reduction and polynomial; the
 /// same 8-lane assignment, tail handling and reduction tree as the portable body). Auto-vectorising
 /// the fused form only reached 128-bit lanes, so it is written out.
+///
+/// # Safety
+/// The CPU must support AVX-512 F/DQ/VL and FMA (callers hold an `Isa` of that level).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq,avx512vl,fma")]
 unsafe fn sum_exp_shifted_avx512(xs: &[f32], beta: f64, shift: f64) -> f64 {
@@ -118,28 +121,79 @@ unsafe fn sum_exp_shifted_avx512(xs: &[f32], beta: f64, shift: f64) -> f64 {
     ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))
 }
 
+/// Explicit AVX2 + FMA body of the exp-sum: the AVX-512 body's operations on two 4-lane halves
+/// (lanes 0–3 and 4–7 of the same 8-lane assignment), the same fused reduction and polynomial, the
+/// tail masked the same way and the same final reduction tree. Every lane therefore performs the
+/// AVX-512 body's operation sequence, and the two variants agree bit for bit (tested). Before it,
+/// the auto-vectorised portable body on AVX2 cost about 3.4× the AVX-512 one per element.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA (callers hold an `Isa` of that level).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn sum_exp_shifted_avx2(xs: &[f32], beta: f64, shift: f64) -> f64 {
-    sum_exp_shifted_body(xs, beta, shift)
+    use std::arch::x86_64::*;
+    #[inline(always)]
+    unsafe fn exp4(x: __m256d) -> __m256d {
+        let keep = _mm256_cmp_pd::<_CMP_GE_OQ>(x, _mm256_set1_pd(UNDERFLOW));
+        let xc = _mm256_max_pd(x, _mm256_set1_pd(UNDERFLOW));
+        let t = _mm256_fmadd_pd(xc, _mm256_set1_pd(LOG2E), _mm256_set1_pd(ROUND_MAGIC));
+        let n = _mm256_sub_pd(t, _mm256_set1_pd(ROUND_MAGIC));
+        let r = _mm256_fnmadd_pd(n, _mm256_set1_pd(LN2_HI), xc);
+        let r = _mm256_fnmadd_pd(n, _mm256_set1_pd(LN2_LO), r);
+        let mut p = _mm256_set1_pd(1.0 / 6227020800.0);
+        for c in [1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+            p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(c));
+        }
+        let bits = _mm256_slli_epi64::<52>(_mm256_add_epi64(_mm256_castpd_si256(t), _mm256_set1_epi64x(1023)));
+        _mm256_and_pd(keep, _mm256_mul_pd(p, _mm256_castsi256_pd(bits)))
+    }
+    let (vb, vs) = (_mm256_set1_pd(beta), _mm256_set1_pd(shift));
+    let (mut lo, mut hi) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+    let mut chunks = xs.chunks_exact(LANES);
+    for c in &mut chunks {
+        // β·x rounded before the shift (never fused), as in the other bodies.
+        let xl = _mm256_sub_pd(_mm256_mul_pd(vb, _mm256_cvtps_pd(_mm_loadu_ps(c.as_ptr()))), vs);
+        let xh = _mm256_sub_pd(_mm256_mul_pd(vb, _mm256_cvtps_pd(_mm_loadu_ps(c.as_ptr().add(4)))), vs);
+        lo = _mm256_add_pd(lo, exp4(xl));
+        hi = _mm256_add_pd(hi, exp4(xh));
+    }
+    let rem = chunks.remainder();
+    if !rem.is_empty() {
+        let mut buf = [0f32; LANES];
+        buf[..rem.len()].copy_from_slice(rem);
+        let lane = |l: usize| if l < rem.len() { -1i64 } else { 0 };
+        let ml = _mm256_castsi256_pd(_mm256_setr_epi64x(lane(0), lane(1), lane(2), lane(3)));
+        let mh = _mm256_castsi256_pd(_mm256_setr_epi64x(lane(4), lane(5), lane(6), lane(7)));
+        let xl = _mm256_sub_pd(_mm256_mul_pd(vb, _mm256_cvtps_pd(_mm_loadu_ps(buf.as_ptr()))), vs);
+        let xh = _mm256_sub_pd(_mm256_mul_pd(vb, _mm256_cvtps_pd(_mm_loadu_ps(buf.as_ptr().add(4)))), vs);
+        lo = _mm256_add_pd(lo, _mm256_and_pd(ml, exp4(xl)));
+        hi = _mm256_add_pd(hi, _mm256_and_pd(mh, exp4(xh)));
+    }
+    let mut a = [0f64; LANES];
+    _mm256_storeu_pd(a.as_mut_ptr(), lo);
+    _mm256_storeu_pd(a.as_mut_ptr().add(4), hi);
+    ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))
 }
 
 fn sum_exp_shifted_portable(xs: &[f32], beta: f64, shift: f64) -> f64 {
     sum_exp_shifted_body(xs, beta, shift)
 }
 
-/// The exp kernels' variants are the shared instruction-set levels.
+/// The exp kernels' variants are the shared instruction-set levels (a [`Variant`] can only be
+/// obtained from CPU detection; see [`super::isa`]).
 pub use super::isa::Isa as Variant;
+use super::isa::Level;
 
 impl Variant {
     /// `Σ_i exp(β·x_i − shift)` with this variant; requires `β·x_i − shift ≤ 0` for accuracy.
     pub fn sum_exp_shifted(self, xs: &[f32], beta: f64, shift: f64) -> f64 {
-        match self {
-            // SAFETY: `available()` only lists variants whose features the CPU reports.
+        match self.level() {
+            // SAFETY: an `Isa` of a level exists only if the CPU reports its features.
             #[cfg(target_arch = "x86_64")]
-            Variant::Avx512 => unsafe { sum_exp_shifted_avx512(xs, beta, shift) },
+            Level::Avx512 => unsafe { sum_exp_shifted_avx512(xs, beta, shift) },
             #[cfg(target_arch = "x86_64")]
-            Variant::Avx2 => unsafe { sum_exp_shifted_avx2(xs, beta, shift) },
+            Level::Avx2 => unsafe { sum_exp_shifted_avx2(xs, beta, shift) },
             _ => sum_exp_shifted_portable(xs, beta, shift),
         }
     }
@@ -182,12 +236,20 @@ fn add_exp_shifted_body(xs: &[f32], beta: f64, shifts: &[f64], acc: &mut [f64]) 
     }
 }
 
+/// The column-wise loop compiled for AVX-512.
+///
+/// # Safety
+/// The CPU must support AVX-512 F/DQ/VL and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq,avx512vl,fma")]
 unsafe fn add_exp_shifted_avx512(xs: &[f32], beta: f64, shifts: &[f64], acc: &mut [f64]) {
     add_exp_shifted_body(xs, beta, shifts, acc)
 }
 
+/// The column-wise loop compiled for AVX2 + FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn add_exp_shifted_avx2(xs: &[f32], beta: f64, shifts: &[f64], acc: &mut [f64]) {
@@ -198,12 +260,12 @@ impl Variant {
     /// `acc[j] += exp(β·x_j − shift_j)` for every j, with this variant.
     pub fn add_exp_shifted(self, xs: &[f32], beta: f64, shifts: &[f64], acc: &mut [f64]) {
         assert!(xs.len() == shifts.len() && xs.len() == acc.len());
-        match self {
-            // SAFETY: `available()` only lists variants whose features the CPU reports.
+        match self.level() {
+            // SAFETY: an `Isa` of a level exists only if the CPU reports its features.
             #[cfg(target_arch = "x86_64")]
-            Variant::Avx512 => unsafe { add_exp_shifted_avx512(xs, beta, shifts, acc) },
+            Level::Avx512 => unsafe { add_exp_shifted_avx512(xs, beta, shifts, acc) },
             #[cfg(target_arch = "x86_64")]
-            Variant::Avx2 => unsafe { add_exp_shifted_avx2(xs, beta, shifts, acc) },
+            Level::Avx2 => unsafe { add_exp_shifted_avx2(xs, beta, shifts, acc) },
             _ => add_exp_shifted_body(xs, beta, shifts, acc),
         }
     }
@@ -301,7 +363,7 @@ mod tests {
     #[test]
     fn every_variant_matches_reference_over_tail_lengths() {
         let variants = Variant::available();
-        assert!(variants.contains(&Variant::Portable));
+        assert!(variants.contains(&Variant::portable()));
         for len in 0..=40usize {
             let xs: Vec<f32> = (0..len).map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0).collect();
             let beta = 3.7;
@@ -311,6 +373,35 @@ mod tests {
             for v in &variants {
                 let got = v.sum_exp_shifted(&xs, beta, shift);
                 assert!((got - want).abs() <= 1e-14 * want.max(1e-300), "{v:?} len {len}: {got} vs {want}");
+            }
+        }
+    }
+
+    /// Every variant over the whole argument range (down to and past the underflow cut-off), every
+    /// tail length: relative error of the sum ≤ 1e-14; the explicit AVX2 and AVX-512 bodies agree
+    /// bit for bit (same operation sequence per lane).
+    #[test]
+    fn every_variant_keeps_the_accuracy_contract_over_the_range() {
+        let mut s = 17u64;
+        let mut r = || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (s >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let variants = Variant::available();
+        for len in 0..=67usize {
+            for &beta in &[1.0, 37.0, 900.0] {
+                let xs: Vec<f32> = (0..len).map(|_| -(r() * 800.0 / beta) as f32).collect();
+                let shift = xs.iter().fold(f64::NEG_INFINITY, |a, &x| a.max(beta * x as f64)).max(-700.0);
+                let want = sum_exp_shifted_reference(&xs, beta, shift);
+                let mut bits = Vec::new();
+                for v in &variants {
+                    let got = v.sum_exp_shifted(&xs, beta, shift);
+                    assert!((got - want).abs() <= 1e-14 * want.max(1e-300) + 1e-300, "{v:?} len {len} β {beta}: {got} vs {want}");
+                    if v.level() != Level::Portable {
+                        bits.push(got.to_bits());
+                    }
+                }
+                assert!(bits.windows(2).all(|w| w[0] == w[1]), "explicit bodies disagree at len {len}");
             }
         }
     }

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 
 use rayon::prelude::*;
 
+use super::dot::dot_rows;
 use super::gemm::{matmul_abt_strided, matmul_abt_reference};
 use crate::error::{Error, Result};
 use crate::matrix::MatRef;
@@ -103,22 +104,36 @@ pub fn similarity(a: MatRef, b: MatRef, metric: Metric) -> Result<Vec<f32>> {
     match metric {
         Metric::Dot => matmul_abt_par_scaled(a.data, a.rows, b.data, b.rows, a.cols, &mut out, None),
         Metric::Cosine => {
-            // Raw products scaled by 1/(|a_i|·|b_j|) inside each tile (while it is in cache): no
-            // normalised copies of the inputs.
             let (ia, ib) = (inverse_norms(a, "a")?, inverse_norms(b, "b")?);
-            matmul_abt_par_scaled(a.data, a.rows, b.data, b.rows, a.cols, &mut out, Some((&ia, &ib)));
+            let in_range = |inv: &[f64]| inv.iter().all(|&v| (SAFE_INV_NORM.0..=SAFE_INV_NORM.1).contains(&v));
+            if in_range(&ia) && in_range(&ib) {
+                // Raw products scaled by 1/(|a_i|·|b_j|) inside each tile (while it is in cache): no
+                // normalised copies of the inputs. Safe because every |a_i|·|b_j| lies in
+                // [2^-60, 2^60]: the raw f32 products neither overflow nor sink into subnormals.
+                let (ia, ib): (Vec<f32>, Vec<f32>) = (ia.iter().map(|&v| v as f32).collect(), ib.iter().map(|&v| v as f32).collect());
+                matmul_abt_par_scaled(a.data, a.rows, b.data, b.rows, a.cols, &mut out, Some((&ia, &ib)));
+            } else {
+                // Some row norm is outside [2^-30, 2^30] (e.g. 1e30 or 1e-30): normalise copies first
+                // (f64 norms, as the Normalizer does), then multiply unit rows.
+                let (pa, pb) = (prepare(a, metric, "a")?, prepare(b, metric, "b")?);
+                matmul_abt_par_scaled(&pa, a.rows, &pb, b.rows, a.cols, &mut out, None);
+            }
         }
     }
     Ok(out)
 }
 
-/// `1/|row|` for every row (f64 accumulation, rounded to f32); a zero row is `ERR_NON_FINITE`.
-fn inverse_norms(m: MatRef, name: &str) -> Result<Vec<f32>> {
+/// Range of `1/|row|` for which [`similarity`] scales raw products instead of normalising copies.
+const SAFE_INV_NORM: (f64, f64) = (1.0 / (1u64 << 30) as f64, (1u64 << 30) as f64);
+
+/// `1/|row|` for every row (f64 accumulation, so any finite f32 row has a finite, non-zero norm
+/// unless it is all zeros); a zero row is `ERR_NON_FINITE`.
+fn inverse_norms(m: MatRef, name: &str) -> Result<Vec<f64>> {
     let inv: Vec<f64> = (0..m.rows).into_par_iter().map(|r| 1.0 / m.row(r).iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt()).collect();
     if let Some(r) = inv.iter().position(|v| !v.is_finite()) {
         return Err(Error::non_finite(format!("{name}: row {r} has zero norm (cosine similarity is undefined)")));
     }
-    Ok(inv.into_iter().map(|v| v as f32).collect())
+    Ok(inv)
 }
 
 /// Scalar reference for [`similarity`] (f64 norms and f64 dot products).
@@ -149,6 +164,26 @@ unsafe impl Sync for SendPtr {}
 /// Multi-threaded `out (m×n) = a (m×d) · b (n×d)ᵀ` over fixed [`TILE_ROWS`]×[`TILE_COLS`] tiles.
 pub fn matmul_abt_par(a: &[f32], m: usize, b: &[f32], n: usize, d: usize, out: &mut [f32]) {
     matmul_abt_par_scaled(a, m, b, n, d, out, None)
+}
+
+/// Multi-threaded `out (m×n) = a (m×d) · b (n×d)ᵀ` computed with the search kernel
+/// ([`super::dot::dot_rows`]): every element's value depends only on its two rows, never on `m`,
+/// the tiling or the thread count (the batch-independent product behind `Normalizer::scores`).
+pub fn dot_abt_par(a: &[f32], m: usize, b: &[f32], n: usize, d: usize, out: &mut [f32]) {
+    assert!(a.len() >= m * d && b.len() >= n * d && out.len() >= m * n, "dot_abt_par: slice too short");
+    if m == 0 || n == 0 {
+        return;
+    }
+    // Row blocks of 64 queries × the whole gallery in chunks of TILE_COLS: independent tasks.
+    const ROWS: usize = 64;
+    out[..m * n].par_chunks_mut(ROWS * n).enumerate().for_each(|(ib, chunk)| {
+        let i0 = ib * ROWS;
+        let tm = chunk.len() / n;
+        for j0 in (0..n).step_by(TILE_COLS) {
+            let tn = (n - j0).min(TILE_COLS);
+            dot_rows(&a[i0 * d..(i0 + tm) * d], tm, &b[j0 * d..(j0 + tn) * d], tn, d, &mut chunk[j0..], n);
+        }
+    });
 }
 
 /// [`matmul_abt_par`], optionally multiplying element (i, j) by `sa[i]·sb[j]` inside each tile.
@@ -196,6 +231,38 @@ mod tests {
                 let want = similarity_reference(am, bm, metric);
                 for (g, w) in got.iter().zip(&want) {
                     assert!((g - w).abs() < 1e-5, "{m}x{n}x{d} {metric:?}: {g} vs {w}");
+                }
+            }
+        }
+    }
+
+    /// Cosine similarity is scale-free: rows with norms from 1e-30 to 1e30 (and subnormal entries)
+    /// give the same finite values as their unit-norm versions, on both paths of `similarity`.
+    #[test]
+    fn cosine_is_finite_and_exact_for_extreme_norms() {
+        let mut s = 13u64;
+        let mut r = || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        };
+        let scales = [1e-30f32, 1e-25, 1e-19, 1e-10, 1.0, 1e10, 1e19, 1e25, 1e30, 3e36];
+        let (m, n, d) = (scales.len(), 7, 19);
+        let a: Vec<f32> = (0..m * d).map(|_| r()).collect();
+        let b: Vec<f32> = (0..n * d).map(|_| r()).collect();
+        let want = similarity_reference(MatRef::new(&a, m, d, "a").unwrap(), MatRef::new(&b, n, d, "b").unwrap(), Metric::Cosine);
+        // a's rows span every scale; b is scaled as a whole (both paths: all in range, some out)
+        let a2: Vec<f32> = a.iter().enumerate().map(|(i, &v)| v * scales[i / d]).collect();
+        for &sb in &scales {
+            {
+                let b2: Vec<f32> = b.iter().map(|&v| v * sb).collect();
+                let got = similarity(MatRef::new(&a2, m, d, "a").unwrap(), MatRef::new(&b2, n, d, "b").unwrap(), Metric::Cosine).unwrap();
+                let reference = similarity_reference(MatRef::new(&a2, m, d, "a").unwrap(), MatRef::new(&b2, n, d, "b").unwrap(), Metric::Cosine);
+                for ((g, w), r0) in got.iter().zip(&want).zip(&reference) {
+                    assert!(g.is_finite(), "b scale {sb:e}: {g}");
+                    // tiny scales make some entries subnormal (fewer significant bits): compare to the
+                    // reference on the same data tightly, to the unit-norm data loosely
+                    assert!((g - r0).abs() < 1e-5, "b scale {sb:e}: {g} vs {r0}");
+                    assert!((g - w).abs() < 1e-3, "b scale {sb:e}: {g} vs {w}");
                 }
             }
         }

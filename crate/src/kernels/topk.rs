@@ -3,10 +3,56 @@
 //! The top-k of a set under a total order is unique, so partial results merged in any order give
 //! bit-identical output — which is what makes search deterministic regardless of thread count.
 
+use std::cmp::Ordering;
+
 /// `true` when `(sa, ia)` ranks strictly before `(sb, ib)`: higher score, or equal score and lower index.
 #[inline(always)]
 pub fn before(sa: f64, ia: u32, sb: f64, ib: u32) -> bool {
     sa > sb || (sa == sb && ia < ib)
+}
+
+/// The tie rule as an ordering for sorts (best first): score descending, then index ascending.
+/// Exactly [`before`] as an ordering (so `-0.0` and `+0.0` tie and fall back to the index, as in
+/// every top-k); scores must not be NaN.
+#[inline]
+pub fn rank_cmp(sa: f64, ia: u32, sb: f64, ib: u32) -> Ordering {
+    if before(sa, ia, sb, ib) {
+        Ordering::Less
+    } else if before(sb, ib, sa, ia) {
+        Ordering::Greater
+    } else {
+        Ordering::Equal
+    }
+}
+
+/// Sorts `(score, index)` pairs best first under the tie rule (rerank's full ordering).
+pub fn sort_ranked(v: &mut [(f64, u32)]) {
+    v.sort_unstable_by(|a, b| rank_cmp(a.0, a.1, b.0, b.1));
+}
+
+/// The one insertion step of every top-k in the crate: offers `(s, i)` to the list `scores[..len]`,
+/// `idx[..len]` kept best first (capacity `k = scores.len()`), and returns the new length. A full
+/// list rejects a candidate that does not rank strictly before its last entry. Scores must not be NaN.
+#[inline(always)]
+pub fn insert_ranked<S: Copy + Into<f64>>(scores: &mut [S], idx: &mut [u32], len: usize, s: S, i: u32) -> usize {
+    let k = scores.len();
+    let mut n = len;
+    if n == k {
+        if k == 0 || !before(s.into(), i, scores[k - 1].into(), idx[k - 1]) {
+            return n;
+        }
+        n -= 1;
+    }
+    // Shift from the back (new candidates usually land near the tail).
+    let mut pos = n;
+    while pos > 0 && before(s.into(), i, scores[pos - 1].into(), idx[pos - 1]) {
+        scores[pos] = scores[pos - 1];
+        idx[pos] = idx[pos - 1];
+        pos -= 1;
+    }
+    scores[pos] = s;
+    idx[pos] = i;
+    n + 1
 }
 
 /// A bounded list of the best `k` (score, index) pairs seen so far, kept sorted best first.
@@ -15,53 +61,40 @@ pub fn before(sa: f64, ia: u32, sb: f64, ib: u32) -> bool {
 /// candidate is rejected by a single comparison. Scores must not be NaN.
 #[derive(Clone, Debug)]
 pub struct TopK {
-    k: usize,
+    len: usize,
     scores: Vec<f64>,
     indices: Vec<u32>,
 }
 
 impl TopK {
     pub fn new(k: usize) -> Self {
-        TopK { k, scores: Vec::with_capacity(k), indices: Vec::with_capacity(k) }
+        TopK { len: 0, scores: vec![0.0; k], indices: vec![0; k] }
     }
 
     pub fn k(&self) -> usize {
-        self.k
-    }
-
-    pub fn len(&self) -> usize {
         self.scores.len()
     }
 
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.scores.is_empty()
+        self.len == 0
     }
 
     /// Offers one candidate.
     #[inline(always)]
     pub fn push(&mut self, score: f64, index: u32) {
-        let n = self.scores.len();
-        if n == self.k {
-            if self.k == 0 || !before(score, index, self.scores[n - 1], self.indices[n - 1]) {
-                return;
-            }
-            self.scores.pop();
-            self.indices.pop();
-        }
-        // Find the insertion point from the back (new candidates are usually near the tail).
-        let mut pos = self.scores.len();
-        while pos > 0 && before(score, index, self.scores[pos - 1], self.indices[pos - 1]) {
-            pos -= 1;
-        }
-        self.scores.insert(pos, score);
-        self.indices.insert(pos, index);
+        self.len = insert_ranked(&mut self.scores, &mut self.indices, self.len, score, index);
     }
 
     /// The current worst kept score when full (candidates must beat it), else `-∞`.
     #[inline(always)]
     pub fn threshold(&self) -> f64 {
-        if self.scores.len() == self.k && self.k > 0 {
-            self.scores[self.k - 1]
+        let k = self.scores.len();
+        if self.len == k && k > 0 {
+            self.scores[k - 1]
         } else {
             f64::NEG_INFINITY
         }
@@ -69,24 +102,76 @@ impl TopK {
 
     /// Merges another list (any order of merging gives the same result).
     pub fn merge(&mut self, other: &TopK) {
-        for (&s, &i) in other.scores.iter().zip(&other.indices) {
+        for (&s, &i) in other.scores().iter().zip(other.indices()) {
             self.push(s, i);
         }
     }
 
     /// Scores, best first.
     pub fn scores(&self) -> &[f64] {
-        &self.scores
+        &self.scores[..self.len]
     }
 
     /// Indices, best first.
     pub fn indices(&self) -> &[u32] {
-        &self.indices
+        &self.indices[..self.len]
     }
 
     pub fn clear(&mut self) {
-        self.scores.clear();
-        self.indices.clear();
+        self.len = 0;
+    }
+}
+
+/// `cols` independent top-k lists in flat arrays (list `c` at `c·k..(c + 1)·k`) with `f32` scores:
+/// the per-bank-row activation candidates of the statistics pass. Same insertion step and tie rule
+/// as [`TopK`].
+#[derive(Clone, Debug)]
+pub struct TopKLists {
+    k: usize,
+    len: Vec<u32>,
+    score: Vec<f32>,
+    idx: Vec<u32>,
+    /// Per list: the score a candidate must exceed (`-∞` until full).
+    thr: Vec<f32>,
+}
+
+impl TopKLists {
+    pub fn new(cols: usize, k: usize) -> Self {
+        TopKLists { k, len: vec![0; cols], score: vec![0.0; cols * k], idx: vec![0; cols * k], thr: vec![f32::NEG_INFINITY; cols] }
+    }
+
+    /// The score a candidate of list `c` must exceed (or equal with a lower index) to enter.
+    #[inline(always)]
+    pub fn threshold(&self, c: usize) -> f32 {
+        self.thr[c]
+    }
+
+    /// Offers `(s, i)` to list `c`.
+    #[inline(always)]
+    pub fn push(&mut self, c: usize, s: f32, i: u32) {
+        let k = self.k;
+        let r = c * k..(c + 1) * k;
+        let n = insert_ranked(&mut self.score[r.clone()], &mut self.idx[r], self.len[c] as usize, s, i);
+        self.len[c] = n as u32;
+        if n == k && k > 0 {
+            self.thr[c] = self.score[c * k + k - 1];
+        }
+    }
+
+    /// List `c`: (indices, scores), best first.
+    pub fn list(&self, c: usize) -> (&[u32], &[f32]) {
+        let (k, l) = (self.k, self.len[c] as usize);
+        (&self.idx[c * k..c * k + l], &self.score[c * k..c * k + l])
+    }
+
+    pub fn lists(&self) -> usize {
+        self.len.len()
+    }
+
+    /// Every list's threshold (for vectorised rejection of whole groups of lists).
+    #[inline(always)]
+    pub fn thresholds(&self) -> &[f32] {
+        &self.thr
     }
 }
 
@@ -196,6 +281,27 @@ mod tests {
             b.merge(&a);
             assert_eq!(ab.indices(), &order[..]);
             assert_eq!(b.indices(), &order[..]);
+        }
+    }
+
+    #[test]
+    fn lists_and_sort_follow_the_same_rule() {
+        let xs: Vec<f32> = (0..300).map(|i| ((i * 53) % 13) as f32).collect();
+        for k in [0usize, 1, 4, 13] {
+            let mut lists = TopKLists::new(3, k);
+            let mut one = TopK::new(k);
+            for (i, &x) in xs.iter().enumerate() {
+                lists.push(i % 3, x, i as u32);
+                if i % 3 == 1 {
+                    one.push(x as f64, i as u32);
+                }
+            }
+            let (li, ls) = lists.list(1);
+            assert_eq!(li, one.indices());
+            assert!(ls.iter().zip(one.scores()).all(|(&a, &b)| a as f64 == b));
+            let mut all: Vec<(f64, u32)> = xs.iter().enumerate().filter(|(i, _)| i % 3 == 1).map(|(i, &x)| (x as f64, i as u32)).collect();
+            sort_ranked(&mut all);
+            assert_eq!(all.iter().take(k).map(|p| p.1).collect::<Vec<_>>(), one.indices());
         }
     }
 

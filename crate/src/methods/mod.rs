@@ -117,7 +117,7 @@ impl ParamSpec {
         let rel = if self.min_inclusive { "≥" } else { ">" };
         Err(Error::param(match self.kind {
             ParamKind::Int => format!("{} must be an integer {rel} {} and ≤ {}, got {v}", self.name, self.min, self.max),
-            ParamKind::Float => format!("{} must be a finite number {rel} {} ({}), got {v}", self.name, self.min, self.doc),
+            ParamKind::Float => format!("{} must be a finite number {rel} {} and ≤ {:e} ({}), got {v}", self.name, self.min, self.max, self.doc),
         }))
     }
 }
@@ -132,7 +132,7 @@ pub static PARAMS: [ParamSpec; 6] = [
         default: ParamDefault::CosineOnly(20.0),
         min: 0.0,
         min_inclusive: false,
-        max: f64::MAX,
+        max: scorer::MAX_PARAM, // the finite-score contract (methods::scorer)
         doc: "an inverse temperature: β_q of the query-bank normaliser",
         get: |p| p.beta_query,
         set: |p, v| p.beta_query = v,
@@ -143,7 +143,7 @@ pub static PARAMS: [ParamSpec; 6] = [
         default: ParamDefault::CosineOnly(1.0),
         min: 0.0,
         min_inclusive: false,
-        max: f64::MAX,
+        max: scorer::MAX_PARAM, // the finite-score contract (methods::scorer)
         doc: "an inverse temperature: β_g of the gallery-bank normaliser",
         get: |p| p.beta_gallery,
         set: |p, v| p.beta_gallery = v,
@@ -187,7 +187,7 @@ pub static PARAMS: [ParamSpec; 6] = [
         default: ParamDefault::Always(0.75),
         min: 0.0,
         min_inclusive: true,
-        max: f64::MAX,
+        max: scorer::MAX_PARAM, // the finite-score contract (methods::scorer)
         doc: "NNN weight α",
         get: |p| p.nnn_alpha,
         set: |p, v| p.nnn_alpha = v,

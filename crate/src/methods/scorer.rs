@@ -11,6 +11,18 @@
 //! (CSLS: the mean of the K largest raw similarities of q; else 0). Biases are `f64`; `scale > 0`.
 //! This is also why the methods are bias-reducible (spec §4).
 //!
+//! # Finite scores (the contract)
+//! Parameters are bounded: β_q, β_g and NNN's α are at most [`MAX_PARAM`] (1e30; `Params::validate`
+//! refuses larger ones with `ERR_PARAM`). Everything downstream of a similarity is `f64`: β·s, the
+//! log-sum-exp biases (shifted by the running maximum, so β·P never overflows: |β·P| ≤ 1e30 ·
+//! 3.4e38), the scores ℓ and every ranking decision (search, rerank, activation sets), so rankings
+//! are those of the exact `f64` scores under the tie rule (score desc, index asc). Returned scores
+//! are those `f64` values rounded once to `f32`. Under cosine (|s| ≤ 1) every score then fits `f32`
+//! (|ℓ| ≤ 2·(β_q+β_g) + ln(m_q·m_g) or 1 + α), so results are always finite. Under the dot metric or
+//! precomputed similarities, s is only bounded by the input: a call whose score would exceed the
+//! `f32` range (|ℓ| > 3.4e38) fails with `ERR_PARAM` ([`score_out_of_range`]) instead of
+//! returning ±Inf or an index-order ranking.
+//!
 //! Search never materialises the query × gallery matrix: query blocks × gallery chunks are scored
 //! tile by tile and reduced on the fly to a running top-k *per variant*; once the raw top-1 of the
 //! row is known, the gated variant's list is kept. Top-k under the total order (score desc, index
@@ -19,11 +31,31 @@
 use rayon::prelude::*;
 
 use crate::control::Control;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::kernels::dot::dot_rows;
-use crate::kernels::gemm::matmul_abt;
 use crate::kernels::lse::max_f32;
 use crate::kernels::topk::{TopK, TopValues};
+
+/// Largest accepted β_q, β_g and NNN α (see "Finite scores" in the module docs).
+pub const MAX_PARAM: f64 = 1e30;
+
+/// The error of a score outside the `f32` range (see "Finite scores" in the module docs).
+pub fn score_out_of_range(v: f64) -> Error {
+    Error::param(format!(
+        "a normalised score of {v:e} does not fit float32 (|score| ≤ 3.4e38): β·s is outside the supported range; lower betaQuery/betaGallery/nnnAlpha or rescale the similarities"
+    ))
+}
+
+/// `v` rounded to `f32`, or [`score_out_of_range`] when it does not fit.
+#[inline(always)]
+pub fn score_to_f32(v: f64) -> Result<f32> {
+    let x = v as f32;
+    if x.is_finite() {
+        Ok(x)
+    } else {
+        Err(score_out_of_range(v))
+    }
+}
 
 /// How a query picks its variant.
 #[derive(Clone, Debug, PartialEq)]
@@ -67,8 +99,6 @@ fn query_block(nq: usize) -> usize {
 }
 /// Gallery items per search tile.
 const GALLERY_CHUNK: usize = 1024;
-/// Up to this many queries, search streams the gallery past them ([`crate::kernels::dot`]).
-const SKINNY_MAX_QUERIES: usize = 16;
 /// Query blocks per abort / progress checkpoint.
 const QUERY_BLOCK_GROUP: usize = 4;
 
@@ -125,25 +155,37 @@ impl Scorer {
     }
 
     /// Replaces each raw row of `rows` (row-major, `n_gallery` wide) by its normalised scores.
-    pub fn score_rows_in_place(&self, rows: &mut [f32]) {
+    /// Errors: a score outside the `f32` range ([`score_out_of_range`]; `rows` is then unspecified).
+    pub fn score_rows_in_place(&self, rows: &mut [f32]) -> Result<()> {
         let ng = self.n_gallery;
         if ng == 0 {
-            return;
+            return Ok(());
         }
-        rows.par_chunks_mut(ng).for_each(|row| {
-            let (t, off) = self.row_context(row);
-            let v = self.variant_of(t);
-            for (j, x) in row.iter_mut().enumerate() {
-                *x = self.score(*x, v, j, off) as f32;
-            }
-        });
+        let bad = rows
+            .par_chunks_mut(ng)
+            .map(|row| {
+                let (t, off) = self.row_context(row);
+                let v = self.variant_of(t);
+                let mut worst = 0f64;
+                for (j, x) in row.iter_mut().enumerate() {
+                    let l = self.score(*x, v, j, off);
+                    worst = if l.abs() > worst.abs() { l } else { worst };
+                    *x = l as f32;
+                }
+                worst
+            })
+            .find_any(|w| !(*w as f32).is_finite());
+        match bad {
+            Some(v) => Err(score_out_of_range(v)),
+            None => Ok(()),
+        }
     }
 
     /// The full `nq × n_gallery` score matrix from raw similarities (row-major `f32`).
-    pub fn scores_from_sims(&self, sims: &[f32], nq: usize) -> Vec<f32> {
+    pub fn scores_from_sims(&self, sims: &[f32], nq: usize) -> Result<Vec<f32>> {
         let mut out = sims[..nq * self.n_gallery].to_vec();
-        self.score_rows_in_place(&mut out);
-        out
+        self.score_rows_in_place(&mut out)?;
+        Ok(out)
     }
 
     fn new_row(&self, k: usize) -> RowState {
@@ -206,28 +248,29 @@ impl Scorer {
         }
     }
 
-    fn finish_row(&self, st: &RowState, k: usize, idx: &mut [u32], sc: &mut [f32]) {
+    fn finish_row(&self, st: &RowState, k: usize, idx: &mut [u32], sc: &mut [f32]) -> Result<()> {
         let t = if self.needs_top1() { st.raw_top.indices()[0] as usize } else { 0 };
         let off = st.raw_vals.as_ref().map(|tv| tv.mean()).unwrap_or(0.0);
         let list = &st.lists[self.variant_of(t)];
         for r in 0..k {
             idx[r] = list.indices()[r];
-            sc[r] = (list.scores()[r] - off) as f32;
+            sc[r] = score_to_f32(list.scores()[r] - off)?;
         }
+        Ok(())
     }
 
     /// Top-k per query from precomputed raw similarities (`nq × n_gallery`), `k ≤ n_gallery`.
     /// Returns `(indices, scores)`, each `nq × k` row-major, best first.
-    pub fn search_sims(&self, sims: &[f32], nq: usize, k: usize) -> (Vec<u32>, Vec<f32>) {
+    pub fn search_sims(&self, sims: &[f32], nq: usize, k: usize) -> Result<(Vec<u32>, Vec<f32>)> {
         let ng = self.n_gallery;
         let mut idx = vec![0u32; nq * k];
         let mut sc = vec![0f32; nq * k];
-        idx.par_chunks_mut(k.max(1)).zip(sc.par_chunks_mut(k.max(1))).enumerate().for_each(|(q, (i, s))| {
+        idx.par_chunks_mut(k.max(1)).zip(sc.par_chunks_mut(k.max(1))).enumerate().try_for_each(|(q, (i, s))| {
             let mut st = self.new_row(k);
             self.fold(&mut st, &sims[q * ng..(q + 1) * ng], 0);
-            self.finish_row(&st, k, i, s);
-        });
-        (idx, sc)
+            self.finish_row(&st, k, i, s)
+        })?;
+        Ok((idx, sc))
     }
 
     /// Fused top-k search from query embeddings (`nq × dim`, prepared for the metric) against the
@@ -239,10 +282,6 @@ impl Scorer {
         let n_gc = ng.div_ceil(GALLERY_CHUNK);
         let mut idx = vec![0u32; nq * k];
         let mut sc = vec![0f32; nq * k];
-        // A few queries (an online request): packing the gallery for a GEMM would cost more than the
-        // products, so each gallery row is streamed once past every query instead. Chosen by the
-        // query count only, never by the thread count.
-        let skinny = nq <= SKINNY_MAX_QUERIES;
         // One (query block × gallery chunk) tile: raw similarities folded into the rows' states.
         let tile_into = |b: usize, c: usize, rows: &mut [RowState], tile: &mut Vec<f32>| {
             let q0 = b * qbs;
@@ -251,11 +290,11 @@ impl Scorer {
             let gc = (ng - j0).min(GALLERY_CHUNK);
             tile.resize(qb * gc, 0.0);
             let (q, g) = (&queries[q0 * dim..(q0 + qb) * dim], &gallery[j0 * dim..(j0 + gc) * dim]);
-            if skinny {
-                dot_rows(q, qb, g, gc, dim, tile, gc);
-            } else {
-                matmul_abt(q, qb, g, gc, dim, tile);
-            }
+            // The one similarity kernel of search, scores and rerank: each element's value depends
+            // only on its query and gallery row (not on qb, the tile or the thread count), so a
+            // query's results do not depend on the batch it came in. It reads the gallery rows in
+            // place: nothing is packed per tile or per search.
+            dot_rows(q, qb, g, gc, dim, tile, gc);
             for (r, st) in rows.iter_mut().enumerate() {
                 self.fold(st, &tile[r * gc..(r + 1) * gc], j0);
             }
@@ -288,7 +327,7 @@ impl Scorer {
                 for (b, rows) in (g0..g1).zip(done) {
                     for (r, st) in rows.iter().enumerate() {
                         let q = b * qbs + r;
-                        self.finish_row(st, k, &mut idx[q * k..(q + 1) * k], &mut sc[q * k..(q + 1) * k]);
+                        self.finish_row(st, k, &mut idx[q * k..(q + 1) * k], &mut sc[q * k..(q + 1) * k])?;
                     }
                 }
                 ctl.progress("search", (g1 * qbs).min(nq), nq);
@@ -316,7 +355,7 @@ impl Scorer {
                 ctl.check()?;
                 for (r, st) in merged.iter().enumerate() {
                     let q = b * qbs + r;
-                    self.finish_row(st, k, &mut idx[q * k..(q + 1) * k], &mut sc[q * k..(q + 1) * k]);
+                    self.finish_row(st, k, &mut idx[q * k..(q + 1) * k], &mut sc[q * k..(q + 1) * k])?;
                 }
                 ctl.progress("search", ((b + 1) * qbs).min(nq), nq);
             }

@@ -21,7 +21,7 @@ use crate::control::Control;
 use crate::error::Result;
 use crate::kernels::gemm::matmul_abt;
 use crate::kernels::lse::{add_exp_shifted, exp_nonpos, LseState};
-use crate::kernels::topk::{before, TopValues};
+use crate::kernels::topk::{TopKLists, TopValues};
 
 /// Bank rows per streamed block.
 pub const BANK_BLOCK: usize = 1024;
@@ -79,70 +79,33 @@ pub enum Source<'a> {
     Sims { sims: &'a [f32] },
 }
 
-/// Flat per-column top-k candidate lists for one tile (columns = bank rows of the block).
-struct ColumnTopK {
-    k: usize,
-    len: Vec<u32>,
-    score: Vec<f32>,
-    idx: Vec<u32>,
-    /// Worst kept score of a full column, `-∞` while it fills: the one comparison most candidates fail.
-    thr: Vec<f32>,
-}
+/// Per-column top-k candidate lists for one tile (columns = bank rows of the block): the shared
+/// [`TopKLists`] (one insertion step and tie rule for every top-k of the crate).
+type ColumnTopK = TopKLists;
 
 /// Columns tested per vectorised threshold check.
 const LANES: usize = 16;
 
-impl ColumnTopK {
-    fn new(cols: usize, k: usize) -> Self {
-        ColumnTopK { k, len: vec![0; cols], score: vec![0.0; cols * k], idx: vec![0; cols * k], thr: vec![f32::NEG_INFINITY; cols] }
-    }
-
-    /// Offers row `row` (gallery item `j`) to every column. Rows must arrive in increasing `j`, so a
-    /// candidate equal to a full column's worst loses the tie (higher index) and `>` is exact.
-    #[inline]
-    fn offer_row(&mut self, row: &[f32], j: u32) {
-        let mut c0 = 0;
-        while c0 < row.len() {
-            let c1 = (c0 + LANES).min(row.len());
-            let (r, t) = (&row[c0..c1], &self.thr[c0..c1]);
-            let mut any = false;
-            for l in 0..r.len() {
-                any |= r[l] > t[l];
-            }
-            if any {
-                for c in c0..c1 {
-                    if row[c] > self.thr[c] {
-                        self.push(c, row[c], j);
-                    }
+/// Offers row `row` (gallery item `j`) to every column. Rows must arrive in increasing `j`, so a
+/// candidate equal to a full column's worst loses the tie (higher index) and `>` is exact.
+#[inline]
+fn offer_row(cand: &mut ColumnTopK, row: &[f32], j: u32) {
+    let mut c0 = 0;
+    while c0 < row.len() {
+        let c1 = (c0 + LANES).min(row.len());
+        let (r, t) = (&row[c0..c1], &cand.thresholds()[c0..c1]);
+        let mut any = false;
+        for l in 0..r.len() {
+            any |= r[l] > t[l];
+        }
+        if any {
+            for c in c0..c1 {
+                if row[c] > cand.threshold(c) {
+                    cand.push(c, row[c], j);
                 }
             }
-            c0 = c1;
         }
-    }
-
-    #[inline(always)]
-    fn push(&mut self, c: usize, s: f32, i: u32) {
-        let k = self.k;
-        let base = c * k;
-        let mut n = self.len[c] as usize;
-        if n == k {
-            if !before(s as f64, i, self.score[base + k - 1] as f64, self.idx[base + k - 1]) {
-                return;
-            }
-            n -= 1;
-        }
-        let mut pos = n;
-        while pos > 0 && before(s as f64, i, self.score[base + pos - 1] as f64, self.idx[base + pos - 1]) {
-            self.score[base + pos] = self.score[base + pos - 1];
-            self.idx[base + pos] = self.idx[base + pos - 1];
-            pos -= 1;
-        }
-        self.score[base + pos] = s;
-        self.idx[base + pos] = i;
-        self.len[c] = (n + 1) as u32;
-        if n + 1 == k {
-            self.thr[c] = self.score[base + k - 1];
-        }
+        c0 = c1;
     }
 }
 
@@ -199,16 +162,17 @@ pub fn bank_stats(source: Source, m: usize, n: usize, req: StatsRequest, ctl: &C
             let mut merged = ColumnTopK::new(bb, row_k);
             for cand in cands.iter().flatten() {
                 for c in 0..bb {
-                    for r in 0..cand.len[c] as usize {
-                        merged.push(c, cand.score[c * row_k + r], cand.idx[c * row_k + r]);
+                    let (ci, cs) = cand.list(c);
+                    for (&i, &sc) in ci.iter().zip(cs) {
+                        merged.push(c, sc, i);
                     }
                 }
             }
             for c in 0..bb {
-                let l = merged.len[c] as usize;
-                debug_assert_eq!(l, row_k);
-                row_idx.extend_from_slice(&merged.idx[c * row_k..c * row_k + l]);
-                row_score.extend_from_slice(&merged.score[c * row_k..c * row_k + l]);
+                let (mi, ms) = merged.list(c);
+                debug_assert_eq!(mi.len(), row_k);
+                row_idx.extend_from_slice(mi);
+                row_score.extend_from_slice(ms);
             }
         }
         ctl.progress(phase, b0 + bb, m);
@@ -264,7 +228,7 @@ fn fold_rows(tile: &[f32], bb: usize, j0: usize, beta: f64, lse: &mut [LseState]
     }
     let mut cand = ColumnTopK::new(bb, row_k);
     for jj in 0..gt {
-        cand.offer_row(&tile[jj * bb..(jj + 1) * bb], (j0 + jj) as u32);
+        offer_row(&mut cand, &tile[jj * bb..(jj + 1) * bb], (j0 + jj) as u32);
     }
     Some(cand)
 }
@@ -321,10 +285,10 @@ fn fold_columns(rows: &[&[f32]], j0: usize, beta: f64, lse: &mut [LseState], top
         // Candidates of bank row r arrive in increasing gallery index: `>` decides ties exactly.
         for c0 in (0..gt).step_by(LANES) {
             let c1 = (c0 + LANES).min(gt);
-            let t = cand.thr[r];
+            let t = cand.threshold(r);
             if row[c0..c1].iter().fold(false, |a, &x| a | (x > t)) {
                 for jj in c0..c1 {
-                    if row[jj] > cand.thr[r] {
+                    if row[jj] > cand.threshold(r) {
                         cand.push(r, row[jj], (j0 + jj) as u32);
                     }
                 }
