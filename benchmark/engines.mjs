@@ -9,7 +9,8 @@
 // 2. The shared real sets (../shared/realdata): the same recall figures per set and method.
 // Writes benchmark/results/engines-<date>.json and prints a Markdown section for RESULTS.md.
 // Environment: ITEMS (100000), DIM (128), QUERIES (1000), LAT1 (200 batch-1 requests), LAT32 (20),
-// METHODS (synthetic part; default dual-dis, the two-pass case; e.g. dual-is,dual-dis).
+// METHODS (synthetic part; default dual-dis, the two-pass case; e.g. dual-is,dual-dis),
+// ENGINES (lancedb,usearch), REAL=0 skips the real sets.
 // Never run as a test: the figures are wall-clock and the machine may be shared.
 import fs from 'node:fs';
 import os from 'node:os';
@@ -30,6 +31,8 @@ const QUERIES = env('QUERIES', 1000);
 const LAT1 = env('LAT1', 200);
 const LAT32 = env('LAT32', 20);
 const K = 10;
+const ENGINES = (process.env.ENGINES ?? 'lancedb,usearch').split(',');
+const REAL = process.env.REAL !== '0';
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dbnorm-bench-engines-'));
 const log = (...a) => console.error(`[${new Date().toISOString().slice(11, 19)}]`, ...a);
 
@@ -70,10 +73,14 @@ async function knobs(norm, queries, want, label) {
   const out = [];
   const nq = queries.rows;
   const t = (s) => s.toFixed(1);
-  // LanceDB, IVF-HNSW-SQ (dbnorm's l2 space), knob: ef.
   let t0 = performance.now();
+  let hnsw = null;
+  let pq = null;
+  if (ENGINES.includes('lancedb')) {
+  // LanceDB, IVF-HNSW-SQ (dbnorm's l2 space), knob: ef.
+  t0 = performance.now();
   const hnswParts = Math.max(1, Math.round(norm.galleryCount / 25000));
-  const hnsw = await LanceGallery.create(dir, `${label}_hnsw`, norm, { mode: 'overwrite', index: { type: 'ivf_hnsw_sq', numPartitions: Math.max(1, Math.round(norm.galleryCount / 25000)), m: 16, efConstruction: 64 } });
+  hnsw = await LanceGallery.create(dir, `${label}_hnsw`, norm, { mode: 'overwrite', index: { type: 'ivf_hnsw_sq', numPartitions: Math.max(1, Math.round(norm.galleryCount / 25000)), m: 16, efConstruction: 64 } });
   const buildHnsw = (performance.now() - t0) / 1000;
   for (const ef of [16, 64, 256]) {
     const got = await hnsw.search(queries, { k: K, ef, nprobes: hnswParts });
@@ -82,15 +89,16 @@ async function knobs(norm, queries, want, label) {
   // LanceDB, IVF-PQ (dot space, padded to a multiple of 16), knob: nprobes, refineFactor 10.
   const parts = Math.max(2, Math.round(Math.sqrt(norm.galleryCount)));
   t0 = performance.now();
-  const pq = await LanceGallery.create(dir, `${label}_pq`, norm, { mode: 'overwrite', index: { type: 'ivf_pq', numPartitions: parts, numSubVectors: Math.ceil((norm.dim + norm.augmentedInfo().extra) / 16) * 2 } });
+  pq = await LanceGallery.create(dir, `${label}_pq`, norm, { mode: 'overwrite', index: { type: 'ivf_pq', numPartitions: parts, numSubVectors: Math.ceil((norm.dim + norm.augmentedInfo().extra) / 16) * 2 } });
   const buildPq = (performance.now() - t0) / 1000;
   for (const nprobes of [Math.max(1, Math.round(parts / 64)), Math.max(2, Math.round(parts / 16)), Math.max(4, Math.round(parts / 4))]) {
     const got = await pq.search(queries, { k: K, nprobes, refineFactor: 10 });
     out.push({ engine: `LanceDB IVF-PQ (${parts} partitions, refine ×10)`, knob: `nprobes ${nprobes}`, recall: recall(got.indices, want.indices, nq), build: t(buildPq) });
   }
+  }
   // usearch HNSW, f32 and f16, knob: expansion_search (set at load time).
   const us = {};
-  for (const quantization of ['f32', 'f16']) {
+  for (const quantization of ENGINES.includes('usearch') ? ['f32', 'f16'] : []) {
     t0 = performance.now();
     const g = await UsearchGallery.create(norm, { quantization, connectivity: 16, expansionAdd: 128 });
     const build = (performance.now() - t0) / 1000;
@@ -119,9 +127,9 @@ try {
     log('engines: build + recall');
     const { recalls, hnsw, us } = await knobs(norm, queries, want, `syn_${method.replace('-', '_')}`);
     log('flat table');
-    const flat = await LanceGallery.create(dir, `syn_${method.replace('-', '_')}_flat`, norm, { mode: 'overwrite' });
-    const nf = Math.min(200, queries.rows);
-    const flatGot = await flat.search(rows(queries, 0, nf), { k: K });
+    const flat = !ENGINES.includes('lancedb') ? null : await LanceGallery.create(dir, `syn_${method.replace('-', '_')}_flat`, norm, { mode: 'overwrite' });
+    const nf = flat ? Math.min(200, queries.rows) : 0;
+    const flatGot = flat ? await flat.search(rows(queries, 0, nf), { k: K }) : null;
     const flatWant = await norm.search(rows(queries, 0, nf), { k: K });
     let same = 0;
     for (let i = 0; i < nf; i++) if (flatGot.indices.subarray(i * K, (i + 1) * K).every((v, r) => v === flatWant.indices[i * K + r])) same++;
@@ -133,7 +141,7 @@ try {
       ['LanceDB IVF-HNSW-SQ ef 64', (q) => hnsw.search(q, { k: K, ef: 64, nprobes: Math.max(1, Math.round(norm.galleryCount / 25000)) })],
       ['usearch HNSW f32 ef 64', (q) => us['f32-64'].search(q, { k: K })],
     ];
-    for (const [name, f] of contenders) {
+    for (const [name, f] of contenders.filter(([name]) => (name.startsWith('LanceDB') ? ENGINES.includes('lancedb') : name.startsWith('usearch') ? ENGINES.includes('usearch') : true))) {
       for (const [batch, n] of [[1, name.startsWith('LanceDB flat') ? Math.min(LAT1, 50) : LAT1], [32, name.startsWith('LanceDB flat') ? Math.min(LAT32, 5) : LAT32]]) {
         lat.push({ contender: name, ...(await latency(f, data.queries, batch, n)) });
         log(name, batch, JSON.stringify(lat.at(-1)));
@@ -143,7 +151,7 @@ try {
   }
 
   const shared = path.resolve(here, '..', '..', 'shared', 'realdata');
-  if (fs.existsSync(shared)) {
+  if (REAL && fs.existsSync(shared)) {
     const cl = path.join(shared, 'crosslingual_fasttext', 'aligned', 'en-fr');
     const hm = path.join(shared, 'hm_products_clip1126');
     const split = JSON.parse(fs.readFileSync(path.join(hm, 'split.json'), 'utf8'));
@@ -173,7 +181,7 @@ try {
 }
 report.loadavgEnd = os.loadavg();
 fs.mkdirSync(path.join(here, 'results'), { recursive: true });
-const file = path.join(here, 'results', `engines-${report.date.slice(0, 10)}.json`);
+const file = path.join(here, 'results', `engines-${report.date.slice(0, 10)}-${ITEMS}-${ENGINES.join('+')}.json`);
 fs.writeFileSync(file, JSON.stringify(report, null, 2));
 log(`wrote ${file}`);
 
@@ -183,7 +191,7 @@ md.push(`## ${report.date} — serving from engines (npm run bench:engines)`, ''
 md.push(`- Machine: ${report.cpu}, ${report.cores} cores; **shared and loaded** (1-min load average ${report.loadavgStart[0].toFixed(1)} at the start, ${report.loadavgEnd[0].toFixed(1)} at the end): absolute times are noisy, compare within one table.`);
 md.push(`- Synthetic gallery ${ITEMS} × ${DIM} (planted hubs), query bank 5000, gallery bank 2000, ${QUERIES} queries; recall@10 against norm.search (exact) of the same normaliser; k = 10.`, '');
 for (const [method, r] of Object.entries(report.synthetic)) {
-  md.push(`**${method}, ${ITEMS} items** — flat LanceDB table: top-10 lists identical to norm.search for ${r.flatIdenticalLists} queries`, '');
+  md.push(`**${method}, ${ITEMS} items** (engines: ${ENGINES.join(', ')})${r.flatIdenticalLists !== '0/0' ? ` — flat LanceDB table: top-10 lists identical to norm.search for ${r.flatIdenticalLists} queries` : ''}`, '');
   md.push('| engine | knob | recall@10 | build (s) |', '|---|---|---|---|');
   for (const x of r.recalls) md.push(`| ${x.engine} | ${x.knob} | ${x.recall.toFixed(3)} | ${x.build} |`);
   md.push('', '| contender | batch | p50 (ms) | p99 (ms) | queries/s |', '|---|---|---|---|---|');

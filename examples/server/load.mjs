@@ -9,7 +9,7 @@
 // that valid requests never failed, no bad request got a 5xx, the server stayed up, and the median
 // p99 of the mixed phases is within 10 % of the clean phases'. Stops the server at the end.
 // Each client (valid traffic, bad traffic) is its own process (traffic.mjs).
-// Environment: DURATION (5 s), ROUNDS (2), CONNECTIONS (8), BAD_RATE (50 req/s), ITEMS, DIM, K (10),
+// Environment: DURATION (5 s), ROUNDS (2), CONNECTIONS (8), BAD_RATE (10 req/s), ITEMS, DIM, K (10),
 // BATCH (1), OUT (optional JSON output path).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -24,7 +24,7 @@ const env = (n, d) => (process.env[n] === undefined ? d : Number(process.env[n])
 const DURATION = env('DURATION', 5);
 const ROUNDS = env('ROUNDS', 2);
 const CONNECTIONS = env('CONNECTIONS', 8);
-const BAD_RATE = env('BAD_RATE', 50);
+const BAD_RATE = env('BAD_RATE', 10);
 const ITEMS = env('ITEMS', 20000);
 const DIM = env('DIM', 128);
 const K = env('K', 10);
