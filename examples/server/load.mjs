@@ -86,9 +86,12 @@ function client(job) {
 }
 
 async function phase(url, mixed, valid, bad) {
-  await fetch(`${url}/stats`); // reset the event-loop histogram
-  const good = client({ url, connections: CONNECTIONS, duration: DURATION, bodies: valid });
-  const noise = mixed ? client({ url, connections: 2, duration: DURATION, overallRate: BAD_RATE, bodies: bad.map((b) => b.body) }) : Promise.resolve(null);
+  // Both clients start at the same instant, after their processes have started (in both phases).
+  const startAt = Date.now() + 2000;
+  const good = client({ url, connections: CONNECTIONS, duration: DURATION, startAt, bodies: valid });
+  const noise = mixed ? client({ url, connections: 2, duration: DURATION, overallRate: BAD_RATE, startAt, bodies: bad.map((b) => b.body) }) : Promise.resolve(null);
+  await new Promise((r) => setTimeout(r, Math.max(0, startAt - Date.now())));
+  await fetch(`${url}/stats`); // reset the event-loop histogram as the clients start
   const [g, n] = await Promise.all([good, noise]);
   const stats = await (await fetch(`${url}/stats`)).json();
   return {

@@ -1,12 +1,14 @@
 // One autocannon client in its own process (so that two concurrent clients do not share an event
 // loop and distort each other's latencies). Input: a JSON job on stdin
-// ({ url, duration, connections, overallRate?, bodies: string[] }); output: autocannon's summary
+// ({ url, duration, connections, overallRate?, startAt?, bodies: string[] }); output: autocannon's summary
 // as one JSON line on stdout. Used by load.mjs.
 import autocannon from 'autocannon';
 
 let input = '';
 for await (const chunk of process.stdin) input += chunk;
 const job = JSON.parse(input);
+// Start together with the other client at job.startAt (epoch ms): process start-up is not measured.
+if (job.startAt) await new Promise((r) => setTimeout(r, Math.max(0, job.startAt - Date.now())));
 let i = 0;
 const res = await autocannon({
   url: job.url,
