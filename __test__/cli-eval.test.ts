@@ -1,7 +1,7 @@
 // End-to-end tests of `dbnorm eval`: small .npy files written here, the CLI run as a child process,
 // its numbers checked against plain float64 reference code (helpers.ts), and real data when present.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { writeNpySync } from '../dist/index.js';
 import { refLse, refSimilarity, refTopK, rng } from './helpers.js';
+import { sharedPath } from './shared.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const cli = path.join(root, 'dist/cli.js');
@@ -370,9 +371,8 @@ describe('dbnorm eval: errors', () => {
 
 // ---------------------------------------------------------------------------------------------
 
-const real = path.resolve(root, '..', 'shared', 'realdata', 'crosslingual_fasttext', 'aligned', 'en-fr');
-const haveReal = existsSync(real);
-if (!haveReal) console.log(`skipping real-data eval tests: ${real} not found (../shared/realdata is absent)`);
+const real = sharedPath('realdata/crosslingual_fasttext/aligned/en-fr', 'real-data eval tests') ?? '';
+const haveReal = real !== '';
 
 describe.skipIf(!haveReal)('dbnorm eval on real data (crosslingual_fasttext en-fr)', () => {
   const check = (rows: Row[]): void => {

@@ -4,7 +4,7 @@ import { Normalizer } from '../dist/index.js';
 import { maxRelErr, randomMatrix, refLse, refSimilarity, refTopK, sameTopK } from './helpers.js';
 
 describe('inverted softmax (the foundation slice)', () => {
-  it('hand-worked 3×3 example (spec §3.4 matrices, β = 10)', () => {
+  it('hand-worked 3×3 example (docs/methods.md §3.4 matrices, β = 10)', () => {
     const S = new Float32Array([0.9, 0.8, 0.1, 0.2, 0.6, 0.65, -0.5, -0.1, -0.3]);
     const Pq = new Float32Array([0.8, 0.3, 0.2, 0.7, 0.6, 0.1]);
     // L_q(j) = log(e^{10·P_0j} + e^{10·P_1j}) worked by hand:

@@ -87,14 +87,12 @@ describe('similarity', () => {
     const b = randomMatrix(3000, 256, 6);
     let ticks = 0;
     const timer = setInterval(() => ticks++, 1);
-    const start = performance.now();
     const p = similarity(a, b, { metric: 'dot' });
-    // the call returned before the work finished
-    const returnedAfter = performance.now() - start;
+    // The timer can only tick while the event loop is free: a call that did the work synchronously
+    // would leave no tick before its promise settles (no wall-clock bound: sized by work).
     const out = await p;
     clearInterval(timer);
     expect(out.rows).toBe(3000);
-    expect(returnedAfter).toBeLessThan(50);
     expect(ticks).toBeGreaterThan(0);
   });
 });

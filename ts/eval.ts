@@ -23,7 +23,7 @@ export type GroundTruth =
       positives: ArrayLike<ArrayLike<number>>;
     };
 
-/** How a correct item tied with other candidates is ranked (spec §5). */
+/** How a correct item tied with other candidates is ranked (docs/methods.md §5). */
 export type TieMode = 'average' | 'optimistic' | 'pessimistic';
 
 /** Options of {@link evaluate}. */
@@ -77,7 +77,7 @@ export interface HubnessOptions {
   hubThreshold?: 'mean' | 'peer';
 }
 
-/** Hubness of a retrieval result (spec §6). Rates are fractions in [0, 1]. */
+/** Hubness of a retrieval result (docs/methods.md §6). Rates are fractions in [0, 1]. */
 export interface Hubness {
   /** Neighbourhood size k. */
   k: number;

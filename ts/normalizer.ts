@@ -10,7 +10,7 @@ import type { Metric } from './similarity.js';
 import { RUN_KEYS, count, describe, oneOf, options } from './validate.js';
 
 /**
- * A normalisation method (formulas in the README and `spec/methods.md`):
+ * A normalisation method (formulas in the README and `docs/methods.md`):
  *
  * | method | banks | score ℓ(q, j) |
  * |---|---|---|
@@ -29,7 +29,7 @@ export type Method = 'none' | 'is' | 'dis' | 'dual-is' | 'dual-dis' | 'csls' | '
 /** Every method, in table order (read from the Rust core's method registry, see {@link METHOD_INFO}). */
 export const METHODS: readonly Method[] = Object.freeze(METHOD_INFO.map((m) => m.id as Method));
 
-/** Method and parameters. Unset values take the defaults of spec §2.2 (see {@link resolveOptions}). */
+/** Method and parameters. Unset values take the defaults of docs/methods.md §2.2 (see {@link resolveOptions}). */
 export interface MethodOptions {
   /** The normalisation method (see {@link Method}). */
   method: Method;
@@ -166,6 +166,7 @@ function checkParam(spec: ParamInfo, v: unknown): number {
  */
 export function resolveOptions(opts: MethodOptions, cosineEmbeddings: boolean, extraKeys: readonly string[] = [...RUN_KEYS, 'leakGuard']): ResolvedOptions {
   if (opts === null || typeof opts !== 'object') throw new DbnormError('ERR_PARAM', `options { method, ... } are required, got ${describe(opts)}`);
+  if (!Array.isArray(extraKeys) || extraKeys.some((k) => typeof k !== 'string')) throw new DbnormError('ERR_PARAM', 'extraKeys must be an array of option names');
   const o = options<Record<string, unknown>>('options', opts, [...METHOD_OPTION_KEYS, ...extraKeys], false);
   const method = o.method;
   const info = typeof method === 'string' ? methodInfo(method) : undefined;
@@ -547,7 +548,7 @@ export class Normalizer {
 
   /**
    * Gallery vectors for a plain inner-product index that returns exactly the normalised ranking
-   * (spec §4): row j is `[g_j ; −b_j]` with `g_j` as compared (unit rows under cosine) and the
+   * (docs/methods.md §4): row j is `[g_j ; −b_j]` with `g_j` as compared (unit rows under cosine) and the
    * per-item bias `b_j` (IS: L_q/β_q; DualIS: (L_q+L_g)/(β_q+β_g); CSLS: r_S/2; NNN: α·mean). DIS
    * adds one column −L_q/β_q and DualDIS two (−L_q, −L_g over β_q+β_g); query them with
    * {@link Normalizer.augmentQueries}, which applies the gates. n_g × (d + 1), or d + 2 for `dual-dis`.

@@ -492,7 +492,7 @@ impl Normalizer {
 
     /// Gallery vectors `[g_j ; −b_j]` for `j ∈ start..start + count` ((count) × (d + e), row-major
     /// `f32`, `g_j` prepared for the metric) such that an inner product with
-    /// [`Self::augment_queries`] ranks exactly as the method (spec §4). DIS: `b = L_q/β_q`; DualDIS:
+    /// [`Self::augment_queries`] ranks exactly as the method (docs/methods.md §4). DIS: `b = L_q/β_q`; DualDIS:
     /// two columns `−L_q/(β_q+β_g)`, `−L_g/(β_q+β_g)`; otherwise `b_j = bias_j / scale` of the
     /// single-variant score. `None` means the whole gallery.
     pub fn augmented_gallery(&self, range: Option<(usize, usize)>) -> Result<(Vec<f32>, usize)> {

@@ -1,6 +1,8 @@
 //! Integration tests of `dbnorm::eval`: an independent float64 reference (sort-based, tie positions by
 //! enumeration), the peer oracles of `../shared/peer-oracles/oracles.json`, and error cases.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -67,11 +69,11 @@ fn oracles() -> Option<Value> {
             Some(serde_json::from_str(&text).expect("parse oracles.json"))
         }
         _ => {
-            println!(
-                "SKIP: peer oracles not found (no shared/peer-oracles/oracles.json above {}, DBNORM_ORACLES = {:?})",
+            common::shared_missing(&format!(
+                "peer oracles not found (no shared/peer-oracles/oracles.json above {}, DBNORM_ORACLES = {:?})",
                 env!("CARGO_MANIFEST_DIR"),
                 std::env::var_os("DBNORM_ORACLES")
-            );
+            ));
             None
         }
     }
@@ -793,7 +795,7 @@ fn oracle_toy5_distance_hubness() {
             );
             assert_close(h.groupie_ratio, want["groupie_ratio"].as_f64().unwrap(), 1e-12, &format!("{what}: groupie"));
             if k <= 2 {
-                // Spec §9: the nonzero skewness is 1/√2 at k = 1 and k = 2.
+                // docs/methods.md §7: the nonzero skewness is 1/√2 at k = 1 and k = 2.
                 assert_close(h.skewness_nonzero, std::f64::consts::FRAC_1_SQRT_2, 1e-12, &format!("{what}: nonzero"));
             }
         }

@@ -1,5 +1,5 @@
 //! Integration tests of every method (`none, is, dis, dual-is, dual-dis, csls, nnn`) against
-//! `spec/methods.md` (§2.3, §3.1–§3.6, §3.4's worked example, §9's fixtures).
+//! `docs/methods.md` (§2.3, §3.1–§3.6, §3.4's worked example, §7's fixtures).
 //!
 //! - An independent float64 reference (module [`reference`]) written plainly here: full bank×gallery
 //!   matrices, sort-based top-k, max-shifted `f64::exp` log-sum-exp. It shares no code with the library.
@@ -8,6 +8,8 @@
 //!   (`../shared/peer-oracles/oracles.json`, read at run time; skipped with a printed reason if absent).
 //! - Bit-identical results for rayon pools of 1, 2 and 4 threads.
 //! - Bad input: the right `ErrorCode`, inputs unchanged.
+
+mod common;
 
 use std::path::PathBuf;
 
@@ -23,7 +25,7 @@ use serde_json::Value;
 // ---------------------------------------------------------------------------------------------------
 
 mod reference {
-    //! Plain float64 definitions of every method (spec §2.3, §3). Everything is materialised.
+    //! Plain float64 definitions of every method (docs/methods.md §2.3, §3). Everything is materialised.
 
     use dbnorm::methods::{Method, Params};
 
@@ -59,7 +61,7 @@ mod reference {
         p.iter().map(|r| r[j]).collect()
     }
 
-    /// Indices sorted by score descending, then index ascending (spec §2.5).
+    /// Indices sorted by score descending, then index ascending (docs/methods.md §2.5).
     pub fn order(row: &[f64]) -> Vec<usize> {
         let mut o: Vec<usize> = (0..row.len()).collect();
         o.sort_by(|&a, &b| row[b].partial_cmp(&row[a]).unwrap().then(a.cmp(&b)));
@@ -972,12 +974,12 @@ fn dual_dis_worked_example() {
     assert_eq!(top1(&fit_ex(Method::DualIs, p)), vec![0, 2, 1], "DualIS top-1");
     assert_eq!(top1(&fit_ex(Method::Dis, p)), vec![1, 2, 1], "DIS (β = 10) top-1");
     assert_eq!(top1(&fit_ex(Method::None, p)), vec![0, 2, 1], "raw top-1");
-    // The official product-with-raw-s gives [1, 1, 0] (spec §3.4); the library must not.
+    // The official product-with-raw-s gives [1, 1, 0] (docs/methods.md §3.4); the library must not.
     assert_ne!(top1(&n), vec![1, 1, 0]);
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Peer oracles (§9)
+// Peer oracles (docs/methods.md §7)
 // ---------------------------------------------------------------------------------------------------
 
 fn oracles() -> Option<Value> {
@@ -985,7 +987,7 @@ fn oracles() -> Option<Value> {
     match std::fs::read_to_string(&path) {
         Ok(t) => Some(serde_json::from_str(&t).expect("oracles.json parses")),
         Err(e) => {
-            println!("SKIPPED: {} not readable ({e}); peer-oracle tests need ../shared/peer-oracles", path.display());
+            common::shared_missing(&format!("{} not readable ({e}); peer-oracle tests need ../shared/peer-oracles", path.display()));
             None
         }
     }
@@ -1053,7 +1055,7 @@ fn nnn_peer_oracle_toy() {
     println!("nnn_toy: base top-1, NNN top-1 (indices + scores), per-item bias and the full 5×5 score matrix agree (abs 2e-5), both modes");
 }
 
-/// Spec §9 statements about the NNN toy beyond the JSON (derived for the spec): IS (β = 1, 5, 20)
+/// docs/methods.md §7 statements about the NNN toy beyond the JSON (derived for the spec): IS (β = 1, 5, 20)
 /// and DIS (k = 1) give [0,1,2,3,4]; CSLS (K = 2) keeps item 4 for every query, by 0.005.
 #[test]
 fn csls_and_is_on_nnn_peer_toy() {
@@ -1098,7 +1100,7 @@ fn dual_is_derived_dbnorm_toy() {
     assert_eq!(results.len(), 3);
     let mut checked = 0;
     for (key, res) in results {
-        // key "beta1=5.0,beta2=3.0": β1 = betaQuery, β2 = betaGallery (spec §9).
+        // key "beta1=5.0,beta2=3.0": β1 = betaQuery, β2 = betaGallery (docs/methods.md §7).
         let nums: Vec<f64> = key.split(',').map(|kv| kv.split('=').nth(1).unwrap().parse().unwrap()).collect();
         let (b1, b2) = (nums[0], nums[1]);
         let p = params(|p| (p.beta_query, p.beta_gallery, p.k) = (b1, b2, 1));

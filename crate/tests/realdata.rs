@@ -8,6 +8,8 @@
 //!   four language pairs, `flickr8k_clip100` and `hm_products_clip1126`, and the "does no harm" check
 //!   on hm_products: no method lowers R@1 by more than 1 point.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -27,7 +29,7 @@ fn realdata() -> Option<PathBuf> {
     if p.join("README.md").is_file() {
         Some(p)
     } else {
-        println!("SKIPPED: {} is absent; real-data tests need ../shared/realdata", p.display());
+        common::shared_missing(&format!("{} is absent; real-data tests need ../shared/realdata", p.display()));
         None
     }
 }
@@ -164,7 +166,7 @@ fn skewness(nk: &[usize]) -> f64 {
     }
 }
 
-/// R@1, R@10 (0-based rank with tie averaging, spec §5: r = c + t/(p+1) where c items that are not
+/// R@1, R@10 (0-based rank with tie averaging, docs/methods.md §5: r = c + t/(p+1) where c items that are not
 /// correct score strictly above the best correct item, t non-correct items tie with it and p correct
 /// items (that one included) share its score) from the full f32 score matrix; N10 skewness from the library's top-10
 /// (score desc, index asc).
@@ -203,7 +205,7 @@ fn fit(ds: &Dataset, method: Method, p: Params) -> Normalizer {
     Normalizer::fit_embeddings(method, p, Metric::Cosine, m(&ds.gallery, ds.d), Some(m(&ds.query_bank, ds.d)), Some(m(&ds.gallery_bank, ds.d)), &Control::none()).unwrap()
 }
 
-/// The documented defaults for cosine embeddings (spec §2.2, §3.5, §3.6).
+/// The documented defaults for cosine embeddings (docs/methods.md §2.2, §3.5, §3.6).
 fn defaults() -> Params {
     Params { beta_query: 20.0, beta_gallery: 1.0, k: 1, csls_k: 10, nnn_k: 128, nnn_alpha: 0.75 }
 }

@@ -205,7 +205,7 @@ function plan(o: EvalFlags): Plan {
     }
   }
 
-  // banks per direction (spec §5: for v2t the banks swap roles)
+  // banks per direction (docs/methods.md §5: for v2t the banks swap roles)
   for (const dir of directions) {
     const keys = bankKeys(mode, dir);
     for (const method of methods) {
@@ -415,6 +415,7 @@ function withFiles(e: unknown, label: string, roles: Record<string, string | und
 }
 
 async function runEval(o: EvalFlags): Promise<void> {
+  if (o.tune !== undefined && o.html === undefined) throw new UsageError('--tune <file> adds tuning curves to the HTML report: pass --html <file> too');
   const p = plan(o);
   const keys = Object.keys(p.files) as FileKey[];
   const mats = await Promise.all(keys.map((k) => readNpy(p.files[k]!)));

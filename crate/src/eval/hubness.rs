@@ -1,4 +1,4 @@
-//! Hubness metrics (spec §6, conventions §2.5–2.6).
+//! Hubness metrics (docs/methods.md §6, conventions §2.5–2.6).
 //!
 //! The k-occurrence `N_k(j)` of gallery item `j` is the number of queries whose top-k holds `j`, with
 //! ties broken by score descending, then index ascending. So `Σ_j N_k(j) = k·n_q` and the mean
@@ -25,7 +25,7 @@ use super::{check_k, check_no_nan, row_topk};
 use crate::error::{Error, Result};
 use crate::matrix::MatRef;
 
-/// Which hub threshold to apply (spec §2.6).
+/// Which hub threshold to apply (docs/methods.md §2.6).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum HubThreshold {
     /// `N_k ≥ h·μ` with `μ = k·n_q/n_g`: valid for any `n_q`, `n_g`.

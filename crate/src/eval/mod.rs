@@ -1,6 +1,6 @@
 //! Evaluation: retrieval metrics ([`ranks`]) and hubness metrics ([`hubness`]).
 //!
-//! Pure Rust, no napi. Conventions (spec §2.5, §2.6, §5, §6):
+//! Pure Rust, no napi. Conventions (docs/methods.md §2.5, §2.6, §5, §6):
 //! - score matrices are row-major `f32` slices (`MatRef`), rows are queries, **higher is better**;
 //! - ranks are 0-based (`0` = the ground truth is first);
 //! - top-k and k-occurrence break ties by score descending, then index ascending;

@@ -1,4 +1,4 @@
-//! Retrieval metrics (spec §5): ranks of the ground truth, R@K, median / mean rank and mAP.
+//! Retrieval metrics (docs/methods.md §5): ranks of the ground truth, R@K, median / mean rank and mAP.
 //!
 //! **Ranks** are 0-based: the number of candidates placed above the best positive. For a query whose
 //! best positive scores `s*`, let `c` = candidates scoring strictly above `s*`, `t` = non-positives

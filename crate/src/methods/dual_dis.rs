@@ -5,7 +5,7 @@
 //! gallery-bank row's k best gallery items (one k, default 1). An ungated factor is the
 //! unnormalised `e^{β_x s}`. Limits: both gates on ⇒ DualIS; both off ⇒ the raw ranking.
 //!
-//! Deliberately **not** reproduced from the official code (spec §2.3): its raw-`s` fallback for
+//! Deliberately **not** reproduced from the official code (docs/methods.md §2.3): its raw-`s` fallback for
 //! ungated factors (reverses negative similarities), its aliasing of the two factors, and its
 //! `db_norm` that scores the gallery-bank matrix instead of the test matrix.
 

@@ -1,5 +1,5 @@
 //! The normalisers: one file per method, each compiling its fitted bank statistics into a
-//! [`scorer::Scorer`]. Formulas, defaults and tie rules follow `spec/methods.md` (§2–§3).
+//! [`scorer::Scorer`]. Formulas, defaults and tie rules follow `docs/methods.md` (§2–§3).
 //!
 //! | method | needs | score ℓ(q, j) |
 //! |---|---|---|
@@ -213,7 +213,7 @@ pub struct MethodInfo {
     /// The parameters it reads (names in [`PARAMS`]).
     pub params: &'static [&'static str],
     /// Whether its ranking equals a plain inner product of augmented vectors `[g; −b]·[q; γ]`
-    /// (spec §4; `augmentedGallery` / `augmentQueries`).
+    /// (docs/methods.md §4; `augmentedGallery` / `augmentQueries`).
     pub bias_reducible: bool,
     /// The scorer bias variants exported as augmented columns, one column each.
     pub augmented: &'static [usize],

@@ -9,7 +9,7 @@
 //! where `v(q)` is a *variant* chosen per query by a gate on the raw top-1 `t(q) = argmax_j s(q, j)`
 //! (DIS: 2 variants, DualDIS: 4; everything else: 1) and `offset(q)` is a per-query constant
 //! (CSLS: the mean of the K largest raw similarities of q; else 0). Biases are `f64`; `scale > 0`.
-//! This is also why the methods are bias-reducible (spec §4).
+//! This is also why the methods are bias-reducible (docs/methods.md §4).
 //!
 //! # Finite scores (the contract)
 //! Parameters are bounded: β_q, β_g and NNN's α are at most [`MAX_PARAM`] (1e30; `Params::validate`
@@ -22,6 +22,17 @@
 //! precomputed similarities, s is only bounded by the input: a call whose score would exceed the
 //! `f32` range (|ℓ| > 3.4e38) fails with `ERR_PARAM` ([`score_out_of_range`]) instead of
 //! returning ±Inf or an index-order ranking.
+//!
+//! # Batch independence (the contract)
+//! Every query × gallery similarity of `search`, `scores` and `rerank` (embeddings mode) comes from
+//! one kernel, [`crate::kernels::dot`], whose per-element summation order depends only on the
+//! dimension and the CPU's instruction-set level — not on the batch size, the tiling, the path or
+//! the thread count — and everything after it is per-query `f64` arithmetic with a total order. So a
+//! query's scores, top-k and reranked order are bit-identical whether it comes alone or in a batch
+//! of any size, on any number of threads (tested: every method, batches 1..=40 and 300). Machines
+//! with a different instruction-set level (AVX-512 / AVX2+FMA / portable) may differ in the last
+//! bits of the `f32` similarities. `similarity()` and the bank statistics use the GEMM
+//! ([`crate::kernels::gemm`]); their values may differ from the search kernel's by `f32` rounding.
 //!
 //! Search never materialises the query × gallery matrix: query blocks × gallery chunks are scored
 //! tile by tile and reduced on the fly to a running top-k *per variant*; once the raw top-1 of the

@@ -675,6 +675,11 @@ fn build(h: &[u8], mut secs: Vec<Option<SecVec>>, name: &str) -> Result<Normaliz
         match req {
             None if has => return Err(fmt_err(name, format!("inconsistent file: {bank} statistics present but method '{}' does not use that bank", method.as_str()))),
             None => {
+                // Found by fuzzing: a non-zero descriptor without statistics was accepted (and
+                // re-encoded as zeros), so two different files loaded as the same normaliser.
+                if h[desc..desc + 32].iter().any(|&b| b != 0) {
+                    return Err(fmt_err(name, format!("corrupted header: {bank} statistics descriptor is non-zero but no {bank} statistics are stored")));
+                }
                 if (first..first + 4).any(|i| secs[i].is_some()) {
                     return Err(fmt_err(name, format!("inconsistent file: {bank} statistics sections present without {bank} statistics")));
                 }
