@@ -494,8 +494,13 @@ impl Normalizer {
     /// `f32`, `g_j` prepared for the metric) such that an inner product with
     /// [`Self::augment_queries`] ranks exactly as the method (docs/methods.md §4). DIS: `b = L_q/β_q`; DualDIS:
     /// two columns `−L_q/(β_q+β_g)`, `−L_g/(β_q+β_g)`; otherwise `b_j = bias_j / scale` of the
-    /// single-variant score. `None` means the whole gallery.
-    pub fn augmented_gallery(&self, range: Option<(usize, usize)>) -> Result<(Vec<f32>, usize)> {
+    /// single-variant score. See [`Self::augmented_gallery_rows`] for a range of rows.
+    pub fn augmented_gallery(&self) -> Result<(Vec<f32>, usize)> {
+        self.augmented_gallery_rows(None)
+    }
+
+    /// [`Self::augmented_gallery`] for rows `start..start + count` only (`None`: all rows).
+    pub fn augmented_gallery_rows(&self, range: Option<(usize, usize)>) -> Result<(Vec<f32>, usize)> {
         let (_, dim) = self.embeddings()?;
         let (start, count) = range.unwrap_or((0, self.n_gallery));
         if start.checked_add(count).is_none_or(|end| end > self.n_gallery) {

@@ -167,7 +167,7 @@ impl NativeNormalizer {
     pub fn augmented_gallery(&self, start: Option<u32>, count: Option<u32>) -> napi::Result<NativeAugmented, Code> {
         let n = self.snapshot();
         let range = start.map(|s| (s as usize, count.map(|c| c as usize).unwrap_or(n.n_gallery.saturating_sub(s as usize))));
-        guarded(|| n.augmented_gallery(range)).map(|(v, w)| NativeAugmented { rows: (v.len() / w.max(1)) as u32, cols: w as u32, data: Float32Array::new(v) })
+        guarded(|| n.augmented_gallery_rows(range)).map(|(v, w)| NativeAugmented { rows: (v.len() / w.max(1)) as u32, cols: w as u32, data: Float32Array::new(v) })
     }
 
     #[napi]
