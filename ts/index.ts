@@ -17,6 +17,7 @@ export {
   METHODS,
   resolveOptions,
   type AddGallerySimilarities,
+  type AugmentedInfo,
   type FitData,
   type FitOptions,
   type FitSimilaritiesData,
@@ -27,6 +28,7 @@ export {
   type TopK,
 } from './normalizer.js';
 export { PartialNormalizer, evenSplit, type MergePart, type ShardCoverage, type ShardOptions, type ShardRange } from './shard.js';
+export { type CandidateIds } from './candidates.js';
 export { METHOD_INFO, PARAM_INFO, methodInfo, type MethodInfo, type ParamInfo } from './methods.js';
 export { syntheticBenchmark, type SyntheticBenchmark, type SyntheticOptions } from './synthetic.js';
 export {

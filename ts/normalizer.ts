@@ -4,11 +4,12 @@ import { type GalleryBank, type QueryBank, bankMatrix } from './bank.js';
 import { type RunOptions, runJob } from './job.js';
 import { Matrix, type MatrixLike, owned, ownedMatrix } from './matrix.js';
 import { native } from './native.js';
+import { type CandidateIds, candidateIds } from './candidates.js';
 import { loadNormalizer, loadNormalizerSync, saveNormalizer, saveNormalizerSync } from './persist.js';
 import { METHOD_INFO, type MethodInfo, PARAM_INFO, type ParamInfo, methodInfo } from './methods.js';
 import type { Metric } from './similarity.js';
 import { type MergePart, type PartialNormalizer, type ShardOptions, fitPartial, fitPartialSync, mergeParts, mergePartsSync } from './shard.js';
-import { RUN_KEYS, U32_MAX, count, describe, oneOf, options } from './validate.js';
+import { RUN_KEYS, count, describe, oneOf, options } from './validate.js';
 
 /**
  * A normalisation method (formulas in the README and `docs/methods.md`):
@@ -80,6 +81,18 @@ export interface TopK {
   indices: Uint32Array;
   /** Normalised scores (higher is better), `rows × k`. */
   scores: Float32Array;
+}
+
+/** How an inner product over the augmented vectors maps to the normalised score (see {@link Normalizer.augmentedInfo}). */
+export interface AugmentedInfo {
+  /** `score = scale · ip − offset(q)`. */
+  scale: number;
+  /** K of the per-query offset: mean of the K largest raw similarities of q over the gallery (CSLS), 0 for none. */
+  offsetK: number;
+  /** Augmented columns: 2 for DualDIS, else 1. */
+  extra: number;
+  /** Whether the query's augmented columns depend on its raw top-1 (DIS, DualDIS). */
+  gated: boolean;
 }
 
 /** Options of {@link Normalizer.fit} and {@link Normalizer.fitSimilarities}. */
@@ -558,34 +571,9 @@ export class Normalizer {
     return { queryBankSims: q && nm(q), galleryBankSims: g && nm(g), count: c };
   }
 
-  #rerankInput(input: MatrixLike, candidates: Uint32Array | ArrayLike<ArrayLike<number>>): [Matrix, Uint32Array, number] {
+  #rerankInput(input: MatrixLike, candidates: CandidateIds): [Matrix, Uint32Array, number] {
     const m = Matrix.shaped(input, this.mode === 'embeddings' ? 'queries' : 'candidateSims');
-    let ids: Uint32Array;
-    let c: number;
-    if (candidates === null || typeof candidates !== 'object' || (ArrayBuffer.isView(candidates) && !(candidates instanceof Uint32Array))) {
-      throw new DbnormError('ERR_PARAM', `candidates must be a Uint32Array or one array of ids per query, got ${describe(candidates)}`);
-    }
-    if (candidates instanceof Uint32Array) {
-      if (m.rows === 0 ? candidates.length !== 0 : candidates.length % m.rows !== 0) {
-        throw new DbnormError('ERR_SHAPE', `candidates has ${candidates.length} ids, not a multiple of ${m.rows} queries`);
-      }
-      ids = candidates;
-      c = m.rows === 0 ? 0 : candidates.length / m.rows;
-    } else {
-      if (candidates.length !== m.rows) throw new DbnormError('ERR_SHAPE', `candidates has ${String(candidates.length)} lists, expected one per query (${m.rows})`);
-      const rowOf = (i: number): ArrayLike<number> => {
-        const r = candidates[i];
-        if (r === null || typeof r !== 'object' || typeof r.length !== 'number') throw new DbnormError('ERR_PARAM', `candidates[${i}] must be an array of ids, got ${describe(r)}`);
-        return r;
-      };
-      c = m.rows === 0 ? 0 : count('candidates[0].length', rowOf(0).length);
-      ids = new Uint32Array(m.rows * c);
-      for (let i = 0; i < m.rows; i++) {
-        const row = rowOf(i);
-        if (row.length !== c) throw new DbnormError('ERR_SHAPE', `candidates[${i}] has ${row.length} ids, candidates[0] has ${c}`);
-        for (let j = 0; j < c; j++) ids[i * c + j] = count(`candidates[${i}][${j}]`, row[j], 0, U32_MAX);
-      }
-    }
+    const [ids, c] = candidateIds(candidates, m.rows);
     return [m, ids, c];
   }
 
@@ -593,11 +581,13 @@ export class Normalizer {
    * Re-scores candidate gallery ids per query — what an approximate nearest-neighbour index over the
    * raw vectors returned — with the normalised score, best first. `input` is query embeddings
    * (n_q × d) or, in similarity mode, the candidates' raw similarities (n_q × c, aligned with
-   * `candidates`). `candidates` is n_q × c ids (a flat `Uint32Array` or one list per query).
+   * `candidates`). `candidates` is n_q × c gallery indices: a flat `Uint32Array` or `BigUint64Array`
+   * (usearch's keys), or one list per query of numbers or bigints; every id must be a non-negative
+   * safe integer below the gallery size (`ERR_PARAM` / `ERR_SHAPE` otherwise).
    * The DIS/DualDIS gate and the CSLS offset are taken over the candidates: exact when they contain
    * the query's raw top-1 (top-K for CSLS), as a raw nearest-neighbour index returns them.
    */
-  async rerank(input: MatrixLike, candidates: Uint32Array | ArrayLike<ArrayLike<number>>, opts?: RunOptions): Promise<TopK> {
+  async rerank(input: MatrixLike, candidates: CandidateIds, opts?: RunOptions): Promise<TopK> {
     const o = options<RunOptions>('rerank options', opts, RUN_KEYS);
     const [m, ids, c] = this.#rerankInput(input, candidates);
     const own = await ownedMatrix(m, 'queries');
@@ -606,7 +596,7 @@ export class Normalizer {
   }
 
   /** Synchronous {@link Normalizer.rerank} (an online request: one or a few queries). */
-  rerankSync(input: MatrixLike, candidates: Uint32Array | ArrayLike<ArrayLike<number>>): TopK {
+  rerankSync(input: MatrixLike, candidates: CandidateIds): TopK {
     const [m, ids, c] = this.#rerankInput(input, candidates);
     return this.#topk(callNative(() => this.#native.rerankSync(nm(m), ids, c, this.#guarding)));
   }
@@ -618,23 +608,57 @@ export class Normalizer {
    * adds one column −L_q/β_q and DualDIS two (−L_q, −L_g over β_q+β_g); query them with
    * {@link Normalizer.augmentQueries}, which applies the gates. n_g × (d + 1), or d + 2 for `dual-dis`.
    * Use an inner-product metric (a cosine index would renormalise) and keep the extra columns in
-   * full precision. Embeddings mode only.
+   * full precision. Embeddings mode only. `range` selects rows `start .. start + count` (e.g. the
+   * items a {@link Normalizer.addGallery} appended).
    */
-  augmentedGallery(): Matrix {
-    const a = callNative(() => this.#native.augmentedGallery());
+  augmentedGallery(range?: { start?: number; count?: number }): Matrix {
+    let start: number | undefined;
+    let rows: number | undefined;
+    if (range !== undefined) {
+      if (range === null || typeof range !== 'object') throw new DbnormError('ERR_PARAM', 'range must be { start?, count? }');
+      start = count('range.start', range.start ?? 0);
+      rows = count('range.count', range.count ?? Math.max(0, this.galleryCount - start));
+    }
+    const a = callNative(() => this.#native.augmentedGallery(start, rows));
     return Matrix.unchecked(a.data, a.rows, a.cols);
   }
 
   /**
    * Query vectors matching {@link Normalizer.augmentedGallery}: `[q ; 1]` (q as compared), or for DIS
    * and DualDIS `[q ; γ_q (; γ_g)]` with the gates of the raw top-1 (found here by a raw search: the
-   * spec's two-pass rule). Querying with `[q ; 0…]` gives the raw ranking from the same index.
+   * spec's two-pass rule; blocks the event loop — prefer {@link Normalizer.augmentQueriesAsync}).
+   * Querying with `[q ; 0…]` gives the raw ranking from the same index. With `opts.top1` (one raw
+   * top-1 gallery index per query, e.g. what an inner-product engine returned for `[q ; 0…]`) the
+   * gates come from those ids and no search runs.
    */
-  augmentQueries(queries: MatrixLike): Matrix {
+  augmentQueries(queries: MatrixLike, opts?: { top1?: CandidateIds }): Matrix {
     const m = this.#input(queries);
+    const o = options<{ top1?: CandidateIds }>('augmentQueries options', opts, ['top1']);
+    const top1 = o.top1 === undefined ? undefined : candidateIds(o.top1, m.rows);
+    if (top1 !== undefined && top1[1] !== 1 && m.rows > 0) throw new DbnormError('ERR_SHAPE', `top1 must hold one id per query, got ${top1[1]}`);
     if (this.#guarding) this.#leaked(callNative(() => this.#native.leakedQueries(nm(m))), m.rows);
-    const a = callNative(() => this.#native.augmentQueries(nm(m)));
+    const a = callNative(() => (top1 ? this.#native.augmentQueriesWithTop1(nm(m), top1[0]) : this.#native.augmentQueries(nm(m))));
     return Matrix.unchecked(a.data, a.rows, a.cols);
+  }
+
+  /** {@link Normalizer.augmentQueries} off the event loop (DIS/DualDIS run a raw search), with `signal`. */
+  async augmentQueriesAsync(queries: MatrixLike, opts?: RunOptions): Promise<Matrix> {
+    const o = options<RunOptions>('augmentQueriesAsync options', opts, RUN_KEYS);
+    const m = this.#input(queries);
+    const own = await ownedMatrix(m, 'queries');
+    if (this.#guarding) this.#leaked(callNative(() => this.#native.leakedQueries(nm(own))), own.rows);
+    const a = await runJob(o, (job) => this.#native.augmentQueriesAsync(nm(own), job));
+    return Matrix.unchecked(a.data, a.rows, a.cols);
+  }
+
+  /**
+   * How to turn an engine's inner product over the augmented vectors back into the normalised score:
+   * `score = scale · ⟨[q ; γ…], [g ; −b]⟩ − offset(q)`, where `offset(q)` is the mean of the
+   * `offsetK` largest raw similarities of q over the gallery (CSLS), else 0; `extra` is the number of
+   * augmented columns and `gated` says whether the query columns need the raw top-1 (DIS, DualDIS).
+   */
+  augmentedInfo(): AugmentedInfo {
+    return callNative(() => this.#native.augmentedInfo());
   }
 
   /** Leak guard: test queries identical to query-bank rows inflate results (counted by the native task). */

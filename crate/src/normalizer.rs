@@ -473,22 +473,49 @@ impl Normalizer {
         self.method.info().augmented_columns()
     }
 
-    /// Gallery vectors `[g_j ; −b_j]` (n_g × (d + e), row-major `f32`, `g_j` prepared for the metric)
-    /// such that an inner product with [`Self::augment_queries`] ranks exactly as the method (docs/methods.md §4).
-    /// DIS: `b = L_q/β_q`; DualDIS: two columns `−L_q/(β_q+β_g)`, `−L_g/(β_q+β_g)`; otherwise
-    /// `b_j = bias_j / scale` of the single-variant score.
+    /// Scale of the augmented inner product: the normalised score is
+    /// `scale · ⟨[q ; γ…], [g_j ; −b_j]⟩ − offset(q)`, with `offset(q)` the mean of the
+    /// [`Self::augmented_offset_k`] largest raw similarities of q (CSLS) or 0.
+    pub fn augmented_scale(&self) -> f64 {
+        self.scorer.scale
+    }
+
+    /// K of the per-query score offset (CSLS: mean of the K largest raw similarities; 0 = none).
+    pub fn augmented_offset_k(&self) -> usize {
+        self.scorer.offset_k
+    }
+
+    /// Whether [`Self::augment_queries_with_top1`] needs each query's raw top-1 (DIS, DualDIS).
+    pub fn augmented_gated(&self) -> bool {
+        !matches!(self.scorer.gate, crate::methods::scorer::Gate::None)
+    }
+
+    /// Gallery vectors `[g_j ; −b_j]` for `j ∈ start..start + count` ((count) × (d + e), row-major
+    /// `f32`, `g_j` prepared for the metric) such that an inner product with
+    /// [`Self::augment_queries`] ranks exactly as the method (docs/methods.md §4). DIS: `b = L_q/β_q`; DualDIS:
+    /// two columns `−L_q/(β_q+β_g)`, `−L_g/(β_q+β_g)`; otherwise `b_j = bias_j / scale` of the
+    /// single-variant score. See [`Self::augmented_gallery_rows`] for a range of rows.
     pub fn augmented_gallery(&self) -> Result<(Vec<f32>, usize)> {
+        self.augmented_gallery_rows(None)
+    }
+
+    /// [`Self::augmented_gallery`] for rows `start..start + count` only (`None`: all rows).
+    pub fn augmented_gallery_rows(&self, range: Option<(usize, usize)>) -> Result<(Vec<f32>, usize)> {
         let (_, dim) = self.embeddings()?;
+        let (start, count) = range.unwrap_or((0, self.n_gallery));
+        if start.checked_add(count).is_none_or(|end| end > self.n_gallery) {
+            return Err(Error::shape(format!("rows {start}..{start}+{count} are out of range (gallery has {} items)", self.n_gallery)));
+        }
         let e = self.augmented_extra();
         let sc = &self.scorer;
         let cols: Vec<&Vec<f64>> = self.method.info().augmented.iter().map(|&v| &sc.bias[v]).collect();
         let w = dim + e;
-        let mut out = vec![0f32; self.n_gallery * w];
-        for j in 0..self.n_gallery {
-            out[j * w..j * w + dim].copy_from_slice(&self.gallery[j * dim..(j + 1) * dim]);
+        let mut out = vec![0f32; count * w];
+        for (r, j) in (start..start + count).enumerate() {
+            out[r * w..r * w + dim].copy_from_slice(&self.gallery[j * dim..(j + 1) * dim]);
             for (x, col) in cols.iter().enumerate() {
                 // |bias/scale| ≈ |max s| + ln(m)/β: finite for any accepted input, but checked.
-                out[j * w + dim + x] = crate::methods::scorer::score_to_f32(-col[j] / sc.scale)?;
+                out[r * w + dim + x] = crate::methods::scorer::score_to_f32(-col[j] / sc.scale)?;
             }
         }
         Ok((out, w))
@@ -504,29 +531,52 @@ impl Normalizer {
         }
         queries.check_finite("queries")?;
         let q = prepare(queries, metric, "queries")?;
+        let nq = queries.rows;
+        let top1 = if self.augmented_gated() {
+            let raw = none::scorer(&self.params, self.n_gallery);
+            Some(raw.search_embeddings(&q, nq, &self.gallery, dim, 1, ctl)?.0)
+        } else {
+            None
+        };
+        Ok(self.augment_prepared(&q, nq, dim, top1.as_deref()))
+    }
+
+    /// [`Self::augment_queries`] with each query's raw top-1 gallery index given (`top1`, one per
+    /// query; ignored by ungated methods, may then be empty), e.g. what an external inner-product
+    /// index returned for `[q ; 0…]`. Needs no stored gallery vectors.
+    pub fn augment_queries_with_top1(&self, queries: MatRef, top1: &[u32]) -> Result<(Vec<f32>, usize)> {
+        let (metric, dim) = self.embeddings()?;
+        if queries.cols != dim {
+            return Err(Error::shape(format!("queries have dim {}, gallery has dim {dim}", queries.cols)));
+        }
+        queries.check_finite("queries")?;
+        let gated = self.augmented_gated();
+        if gated && top1.len() != queries.rows {
+            return Err(Error::shape(format!("top1 has {} ids, expected one per query ({})", top1.len(), queries.rows)));
+        }
+        if let Some(&bad) = top1.iter().find(|&&t| t as usize >= self.n_gallery) {
+            return Err(Error::shape(format!("top-1 id {bad} is out of range (gallery has {} items)", self.n_gallery)));
+        }
+        let q = prepare(queries, metric, "queries")?;
+        Ok(self.augment_prepared(&q, queries.rows, dim, if gated { Some(top1) } else { None }))
+    }
+
+    fn augment_prepared(&self, q: &[f32], nq: usize, dim: usize, top1: Option<&[u32]>) -> (Vec<f32>, usize) {
         let e = self.augmented_extra();
         let w = dim + e;
-        let nq = queries.rows;
-        let gates: Vec<[f32; 2]> = match &self.scorer.gate {
-            crate::methods::scorer::Gate::None => vec![[1.0, 0.0]; nq],
-            gate => {
-                let raw = none::scorer(&self.params, self.n_gallery);
-                let (top1, _) = raw.search_embeddings(&q, nq, &self.gallery, dim, 1, ctl)?;
-                top1.iter()
-                    .map(|&t| match gate {
-                        crate::methods::scorer::Gate::Single(a) => [a[t as usize] as u8 as f32, 0.0],
-                        crate::methods::scorer::Gate::Dual(aq, ag) => [aq[t as usize] as u8 as f32, ag[t as usize] as u8 as f32],
-                        crate::methods::scorer::Gate::None => [1.0, 0.0],
-                    })
-                    .collect()
+        let gate = |i: usize| -> [f32; 2] {
+            match (&self.scorer.gate, top1) {
+                (crate::methods::scorer::Gate::Single(a), Some(t)) => [a[t[i] as usize] as u8 as f32, 0.0],
+                (crate::methods::scorer::Gate::Dual(aq, ag), Some(t)) => [aq[t[i] as usize] as u8 as f32, ag[t[i] as usize] as u8 as f32],
+                _ => [1.0, 0.0],
             }
         };
         let mut out = vec![0f32; nq * w];
         for i in 0..nq {
             out[i * w..i * w + dim].copy_from_slice(&q[i * dim..(i + 1) * dim]);
-            out[i * w + dim..i * w + w].copy_from_slice(&gates[i][..e]);
+            out[i * w + dim..i * w + w].copy_from_slice(&gate(i)[..e]);
         }
-        Ok((out, w))
+        (out, w)
     }
 
     /// How many rows of `queries` (embeddings) are bit-identical, after the metric's preparation, to a

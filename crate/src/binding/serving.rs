@@ -39,6 +39,25 @@ pub struct NativeAugmented {
     pub cols: u32,
 }
 
+/// See `NativeNormalizer::augmented_info`.
+#[napi(object)]
+pub struct NativeAugmentedInfo {
+    pub scale: f64,
+    pub offset_k: u32,
+    pub extra: u32,
+    pub gated: bool,
+}
+
+type AugmentedPair = (Vec<f32>, usize);
+
+fn augment_work(n: Arc<Normalizer>, queries: NativeMatrix) -> impl FnOnce(&Control) -> crate::Result<AugmentedPair> + Send + 'static {
+    move |ctl| n.augment_queries(queries.view("queries")?, ctl)
+}
+
+fn augment_out(rows: u32) -> impl FnMut(AugmentedPair) -> NativeAugmented + Send + 'static {
+    move |(v, w)| NativeAugmented { rows, cols: w as u32, data: Float32Array::new(v) }
+}
+
 /// Installs an extended normaliser, unless the slot moved on since `base` was taken (a mutation
 /// the caller did not serialize): then `ERR_BUSY` instead of silently dropping the other's items.
 fn install(target: &Slot, base: &Arc<Normalizer>, out: Option<Normalizer>) -> crate::Result<u32> {
@@ -145,10 +164,12 @@ impl NativeNormalizer {
         Run::spawn(rerank_work(self.snapshot(), input, candidates, c, guard), job_state(job), rerank_out(rows, c))
     }
 
+    /// Augmented gallery rows `start..start + count` (default: all).
     #[napi]
-    pub fn augmented_gallery(&self) -> napi::Result<NativeAugmented, Code> {
+    pub fn augmented_gallery(&self, start: Option<u32>, count: Option<u32>) -> napi::Result<NativeAugmented, Code> {
         let n = self.snapshot();
-        guarded(|| n.augmented_gallery()).map(|(v, w)| NativeAugmented { rows: n.n_gallery as u32, cols: w as u32, data: Float32Array::new(v) })
+        let range = start.map(|s| (s as usize, count.map(|c| c as usize).unwrap_or(n.n_gallery.saturating_sub(s as usize))));
+        guarded(|| n.augmented_gallery_rows(range)).map(|(v, w)| NativeAugmented { rows: (v.len() / w.max(1)) as u32, cols: w as u32, data: Float32Array::new(v) })
     }
 
     #[napi]
@@ -156,6 +177,28 @@ impl NativeNormalizer {
         let n = self.snapshot();
         let rows = queries.rows;
         guarded(|| n.augment_queries(queries.view("queries")?, &crate::control::Control::none())).map(|(v, w)| NativeAugmented { rows, cols: w as u32, data: Float32Array::new(v) })
+    }
+
+    /// `augment_queries` on the thread pool (the raw search of DIS / DualDIS runs off the event loop).
+    #[napi(ts_return_type = "Promise<NativeAugmented>")]
+    pub fn augment_queries_async(&self, queries: NativeMatrix, job: Option<&NativeJob>) -> AsyncTask<Run<AugmentedPair, NativeAugmented>> {
+        let rows = queries.rows;
+        Run::spawn(augment_work(self.snapshot(), queries), job_state(job), augment_out(rows))
+    }
+
+    /// Augmented queries with the gates from given raw top-1 ids (one per query; DIS / DualDIS).
+    #[napi]
+    pub fn augment_queries_with_top1(&self, queries: NativeMatrix, top1: Uint32Array) -> napi::Result<NativeAugmented, Code> {
+        let n = self.snapshot();
+        let rows = queries.rows;
+        guarded(|| n.augment_queries_with_top1(queries.view("queries")?, &top1)).map(|(v, w)| NativeAugmented { rows, cols: w as u32, data: Float32Array::new(v) })
+    }
+
+    /// Constants for serving from an inner-product engine: score = scale · ip − offset(q).
+    #[napi]
+    pub fn augmented_info(&self) -> NativeAugmentedInfo {
+        let n = self.snapshot();
+        NativeAugmentedInfo { scale: n.augmented_scale(), offset_k: n.augmented_offset_k() as u32, extra: n.augmented_extra() as u32, gated: n.augmented_gated() }
     }
 
     /// Number of query rows identical to a query-bank row (embeddings mode; 0 otherwise).
