@@ -68,6 +68,12 @@ describe('dbnorm eval --json hubness measures and --occurrences', () => {
     expect(html.match(/<svg /g)).toHaveLength(2 * (1 + 2));
     expect(html).toContain('Top hubs before (none)');
   });
+
+  it('--tune without --html is a usage error', () => {
+    const r = spawnSync(process.execPath, [cli, 'eval', '--queries', 'q.npy', '--gallery', 'g.npy', '--tune', 't.json'], { cwd: dir, encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/--html/);
+  });
 });
 
 describe('report()', () => {

@@ -92,6 +92,16 @@ describe('tune', () => {
     expect(b.results).toEqual(a.results);
   });
 
+  it('owns its input: the caller changing its buffers during the call does not change the result', async () => {
+    const opts = { methods: ['is' as const, 'dual-is' as const], pairs: { captionsPerItem: 3 }, folds: 1, holdout: 60 };
+    const want = await tune(banks, opts);
+    const mine = { queryBank: { ...banks.queryBank, data: banks.queryBank.data.slice() }, galleryBank: { ...banks.galleryBank, data: banks.galleryBank.data.slice() } };
+    const p = tune(mine, opts);
+    mine.queryBank.data.fill(0);
+    mine.galleryBank.data.fill(0);
+    expect(await p).toEqual(want);
+  });
+
   it('aborts and reports progress', async () => {
     const ac = new AbortController();
     ac.abort();

@@ -1,5 +1,5 @@
 import { DbnormError } from './errors.js';
-import { prop } from './validate.js';
+import { U32_MAX, count, describe, prop } from './validate.js';
 
 /**
  * Anything shaped like a row-major `float32` matrix: element (r, c) is `data[r * cols + c]`.
@@ -33,6 +33,7 @@ export class Matrix implements MatrixLike {
    * @throws {@link DbnormError} `ERR_SHAPE` on a length or shape mismatch, `ERR_NON_FINITE` on NaN/±Infinity
    */
   constructor(data: Float32Array, rows: number, cols: number, name = 'matrix') {
+    name = nameOf(name);
     checkShape(data, rows, cols, name);
     for (let i = 0; i < data.length; i++) {
       const v = data[i]!;
@@ -48,11 +49,21 @@ export class Matrix implements MatrixLike {
 
   /** Builds a matrix from an array of equal-length rows (copies into a new `Float32Array`). */
   static fromRows(rows: ArrayLike<ArrayLike<number>>, name = 'matrix'): Matrix {
-    const n = rows.length;
-    const d = n > 0 ? rows[0]!.length : 0;
+    name = nameOf(name);
+    const rowAt = (i: number): ArrayLike<number> => {
+      const r = prop(rows, String(i), name, 'ERR_SHAPE') as ArrayLike<number>;
+      if (r === null || typeof r !== 'object' || typeof r.length !== 'number') throw new DbnormError('ERR_SHAPE', `${name}: row ${i} must be an array of numbers, got ${describe(r)}`);
+      return r;
+    };
+    if (rows === null || typeof rows !== 'object' || typeof rows.length !== 'number') {
+      throw new DbnormError('ERR_SHAPE', `${name}: expected a matrix { data, rows, cols } or an array of rows, got ${describe(rows)}`);
+    }
+    const n = count(`${name}: number of rows`, rows.length, 0, U32_MAX, 'ERR_SHAPE');
+    const d = n > 0 ? count(`${name}: row length`, rowAt(0).length, 0, U32_MAX, 'ERR_SHAPE') : 0;
+    if (!Number.isSafeInteger(n * d) || n * d > U32_MAX) throw new DbnormError('ERR_SHAPE', `${name}: ${n} × ${d} values is too large`);
     const data = new Float32Array(n * d);
     for (let i = 0; i < n; i++) {
-      const r = rows[i]!;
+      const r = rowAt(i);
       if (r.length !== d) {
         throw new DbnormError('ERR_SHAPE', `${name}: row ${i} has ${r.length} values, row 0 has ${d}`);
       }
@@ -63,6 +74,7 @@ export class Matrix implements MatrixLike {
 
   /** Validates a {@link MatrixLike} (returns it unchanged if it already is a `Matrix`). */
   static from(m: MatrixLike, name = 'matrix'): Matrix {
+    name = nameOf(name);
     if (m instanceof Matrix) return m;
     if (m === null || typeof m !== 'object') {
       throw new DbnormError('ERR_SHAPE', `${name}: expected a matrix { data, rows, cols }, got ${describe(m)}`);
@@ -77,6 +89,7 @@ export class Matrix implements MatrixLike {
    * loop — with the same `ERR_NON_FINITE` error.
    */
   static shaped(m: MatrixLike, name = 'matrix'): Matrix {
+    name = nameOf(name);
     if (m instanceof Matrix) return m;
     if (m === null || typeof m !== 'object') {
       throw new DbnormError('ERR_SHAPE', `${name}: expected a matrix { data, rows, cols }, got ${describe(m)}`);
@@ -127,10 +140,8 @@ function checkShape(data: unknown, rows: number, cols: number, name: string): vo
   }
 }
 
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (typeof v !== 'object') return typeof v;
-  return (v as object).constructor?.name ?? 'object';
+function nameOf(name: unknown): string {
+  return typeof name === 'string' ? name : 'matrix';
 }
 
 /** Elements copied per event-loop turn when an async call takes ownership of its input (4 MB). */

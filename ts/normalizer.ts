@@ -153,6 +153,7 @@ function checkParam(spec: ParamInfo, v: unknown): number {
  */
 export function resolveOptions(opts: MethodOptions, cosineEmbeddings: boolean, extraKeys: readonly string[] = [...RUN_KEYS, 'leakGuard']): ResolvedOptions {
   if (opts === null || typeof opts !== 'object') throw new DbnormError('ERR_PARAM', `options { method, ... } are required, got ${describe(opts)}`);
+  if (!Array.isArray(extraKeys) || extraKeys.some((k) => typeof k !== 'string')) throw new DbnormError('ERR_PARAM', 'extraKeys must be an array of option names');
   const o = options<Record<string, unknown>>('options', opts, [...METHOD_OPTION_KEYS, ...extraKeys], false);
   const method = o.method;
   const info = typeof method === 'string' ? methodInfo(method) : undefined;

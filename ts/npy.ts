@@ -60,14 +60,5 @@ export function writeNpySync(path: string, matrix: MatrixLike): void {
 
 /** Writing checks the shape only (values are written as they are). */
 function shapeOnly(m: MatrixLike): MatrixLike {
-  if (m instanceof Matrix) return m;
-  if (m === null || typeof m !== 'object' || !(m.data instanceof Float32Array)) {
-    // Matrix.from produces the library's usual ERR_SHAPE message
-    return Matrix.from(m, 'matrix');
-  }
-  if (!Number.isInteger(m.rows) || !Number.isInteger(m.cols) || m.rows < 0 || m.cols < 0 || m.rows > 0xffffffff || m.cols > 0xffffffff) {
-    return Matrix.from(m, 'matrix');
-  }
-  if (m.data.length !== m.rows * m.cols) return Matrix.from(m, 'matrix');
-  return m;
+  return Matrix.shaped(m, 'matrix');
 }

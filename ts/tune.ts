@@ -12,7 +12,7 @@
 import { DbnormError, awaitNative } from './errors.js';
 import { type GalleryBank, type QueryBank, bankMatrix } from './bank.js';
 import { type RunOptions, runJob } from './job.js';
-import type { MatrixLike } from './matrix.js';
+import { type MatrixLike, ownedMatrix } from './matrix.js';
 import { methodInfo, paramFlag } from './methods.js';
 import { native } from './native.js';
 import { METHODS, type Method, type MethodOptions, resolveOptions } from './normalizer.js';
@@ -274,8 +274,12 @@ export async function tune(data: TuneData, opts: TuneOptions): Promise<TuneResul
     nnnAlpha: defaults.nnnAlpha,
   };
   const cfg = { methods, objective, metric, folds, holdout, refine, seed, maxBlockMb: maxBlockMB, grid, defaults: nativeDefaults ?? undefined };
+  // The native task reads copies only the library holds (see `owned`): the caller may change its
+  // buffers during the await without affecting the run.
+  // (both copies start before the first await, so inputs up to one chunk are copied synchronously)
+  const [qo, go] = await Promise.all([ownedMatrix(qb, 'queryBank'), ownedMatrix(gb, 'galleryBank')]);
   const r = await runJob(opts, (job) =>
-    awaitNative(native.tune({ data: qb.data, rows: qb.rows, cols: qb.cols }, { data: gb.data, rows: gb.rows, cols: gb.cols }, offsets, items, cfg, job)),
+    awaitNative(native.tune({ data: qo.data, rows: qo.rows, cols: qo.cols }, { data: go.data, rows: go.rows, cols: go.cols }, offsets, items, cfg, job)),
   );
   const results: TuneMethodResult[] = r.methods.map((m) => {
     const method = m.method as Method;

@@ -845,7 +845,7 @@ mod tests {
             let scorer = method.scorer(&p, sq.as_ref(), sg.as_ref(), n_h);
             let mut sims = vec![0f32; qrows.len() * n_h];
             matmul_abt_par(&qv, qrows.len(), &gal, n_h, d, &mut sims);
-            let (idx, _) = scorer.search_sims(&sims, qrows.len(), 1).expect("search_sims");
+            let (idx, _) = scorer.search_sims(&sims, qrows.len(), 1).unwrap();
             let hits = qrows.iter().enumerate().filter(|(r, &q)| held[idx[*r] as usize] == (q / c) as u32).count();
             let want = hits as f64 / qrows.len() as f64;
             assert!((got - want).abs() < 1e-12, "{method:?}: tuner {got} vs fitted normaliser {want}");

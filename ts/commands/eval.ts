@@ -415,6 +415,7 @@ function withFiles(e: unknown, label: string, roles: Record<string, string | und
 }
 
 async function runEval(o: EvalFlags): Promise<void> {
+  if (o.tune !== undefined && o.html === undefined) throw new UsageError('--tune <file> adds tuning curves to the HTML report: pass --html <file> too');
   const p = plan(o);
   const keys = Object.keys(p.files) as FileKey[];
   const mats = await Promise.all(keys.map((k) => readNpy(p.files[k]!)));

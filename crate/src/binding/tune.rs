@@ -1,6 +1,6 @@
-//! napi glue for [`crate::tune`]: copies the banks out of JS memory before the task starts (so a
-//! caller resizing or detaching its buffers mid-run cannot affect it), runs the search on the libuv
-//! pool and converts the result.
+//! napi glue for [`crate::tune`]: runs the search on the libuv pool and converts the result. The
+//! TS facade hands over buffers only the library holds (its own copies, see `ts/matrix.ts` `owned`),
+//! so no caller can resize or detach them mid-run.
 
 
 use napi::bindgen_prelude::*;
@@ -107,10 +107,10 @@ fn result_out(r: TuneResult) -> NativeTuneResult {
 
 /// Owned inputs of a tuning run.
 pub struct TuneTask {
-    query_bank: (Vec<f32>, usize, usize),
-    gallery_bank: (Vec<f32>, usize, usize),
-    offsets: Vec<u32>,
-    items: Vec<u32>,
+    query_bank: NativeMatrix,
+    gallery_bank: NativeMatrix,
+    offsets: Uint32Array,
+    items: Uint32Array,
     cfg: NativeTuneConfig,
 }
 
@@ -118,13 +118,12 @@ impl TuneTask {
     fn run(&self, ctl: &crate::control::Control) -> crate::Result<TuneResult> {
         let c = &self.cfg;
         let metric = Metric::parse(&c.metric)?;
-        let (qd, qr, qc) = (&self.query_bank.0, self.query_bank.1, self.query_bank.2);
-        let (gd, gr, gc) = (&self.gallery_bank.0, self.gallery_bank.1, self.gallery_bank.2);
+        let (qc, gc) = (self.query_bank.cols as usize, self.gallery_bank.cols as usize);
         if qc != gc {
             return Err(DbError::shape(format!("queryBank has {qc} columns but galleryBank has {gc}")));
         }
-        let qm = MatRef::new(qd, qr, qc, "queryBank")?;
-        let gm = MatRef::new(gd, gr, gc, "galleryBank")?;
+        let qm: MatRef = self.query_bank.view("queryBank")?;
+        let gm: MatRef = self.gallery_bank.view("galleryBank")?;
         qm.check_finite("queryBank")?;
         gm.check_finite("galleryBank")?;
         let qp = prepare(qm, metric, "queryBank")?;
@@ -157,18 +156,11 @@ impl TuneTask {
     }
 }
 
-
 /// Tunes method parameters on paired banks (see [`crate::tune`]). `offsets`/`items` map each
 /// query-bank row to the gallery-bank rows it describes (CSR, `offsets.length == queryBank.rows + 1`).
-/// The inputs are copied before the task starts.
+/// The caller passes buffers it owns exclusively for the duration of the call (the TS facade copies).
 #[napi(ts_return_type = "Promise<NativeTuneResult>")]
 pub fn tune(query_bank: NativeMatrix, gallery_bank: NativeMatrix, offsets: Uint32Array, items: Uint32Array, cfg: NativeTuneConfig, job: Option<&NativeJob>) -> AsyncTask<Run<TuneResult, NativeTuneResult>> {
-    let task = TuneTask {
-        query_bank: (query_bank.data.to_vec(), query_bank.rows as usize, query_bank.cols as usize),
-        gallery_bank: (gallery_bank.data.to_vec(), gallery_bank.rows as usize, gallery_bank.cols as usize),
-        offsets: offsets.to_vec(),
-        items: items.to_vec(),
-        cfg,
-    };
+    let task = TuneTask { query_bank, gallery_bank, offsets, items, cfg };
     Run::spawn(move |ctl| task.run(ctl), job_state(job), result_out)
 }

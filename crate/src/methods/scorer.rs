@@ -23,6 +23,17 @@
 //! `f32` range (|ℓ| > 3.4e38) fails with `ERR_PARAM` ([`score_out_of_range`]) instead of
 //! returning ±Inf or an index-order ranking.
 //!
+//! # Batch independence (the contract)
+//! Every query × gallery similarity of `search`, `scores` and `rerank` (embeddings mode) comes from
+//! one kernel, [`crate::kernels::dot`], whose per-element summation order depends only on the
+//! dimension and the CPU's instruction-set level — not on the batch size, the tiling, the path or
+//! the thread count — and everything after it is per-query `f64` arithmetic with a total order. So a
+//! query's scores, top-k and reranked order are bit-identical whether it comes alone or in a batch
+//! of any size, on any number of threads (tested: every method, batches 1..=40 and 300). Machines
+//! with a different instruction-set level (AVX-512 / AVX2+FMA / portable) may differ in the last
+//! bits of the `f32` similarities. `similarity()` and the bank statistics use the GEMM
+//! ([`crate::kernels::gemm`]); their values may differ from the search kernel's by `f32` rounding.
+//!
 //! Search never materialises the query × gallery matrix: query blocks × gallery chunks are scored
 //! tile by tile and reduced on the fly to a running top-k *per variant*; once the raw top-1 of the
 //! row is known, the gated variant's list is kept. Top-k under the total order (score desc, index
