@@ -32,6 +32,7 @@ const PLAN: Record<string, number> = {
   saveLoad: 700,
   banks: 1000,
   cli: 16,
+  asyncBuffers: 100,
 };
 
 interface Failure {
