@@ -67,7 +67,7 @@ describe('platform packages', () => {
 
 describe('types as a consumer sees them', () => {
   it('attw (node10, node16 CJS/ESM, bundler), publint --strict and strict consumers in four module modes', () => {
-    const r = spawnSync(process.execPath, [path.join(root, 'packaging', 'test-types.mjs')], { cwd: root, encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [path.join(root, 'tools', 'packaging', 'test-types.mjs')], { cwd: root, encoding: 'utf8' });
     expect(r.stdout).toMatch(/^6 passed, 0 failed$/m);
     expect(r.status).toBe(0);
   }, 600_000);

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // `npm run pack:all`: builds the host addon and the TypeScript facade, builds every published target
-// (packaging/build-targets.mjs), checks the package set is coherent, and writes every tarball
+// (tools/packaging/build-targets.mjs), checks the package set is coherent, and writes every tarball
 // (dbnorm + one per target) into packages/ (git-ignored); the packed dbnorm gets `optionalDependencies`
 // on every platform package at the same version. `--no-build` packs what is already built.
 import { execFileSync } from 'node:child_process';
@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 
 import { TARGETS, binaryFile, packageName } from './targets.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const OUT = path.join(ROOT, 'packages');
 const build = !process.argv.includes('--no-build');
 const run = (cmd, args, cwd = ROOT) => execFileSync(cmd, args, { cwd, stdio: 'inherit' });

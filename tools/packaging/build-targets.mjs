@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Builds the addon for every published target (packaging/targets.mjs) and places each binary in its
+// Builds the addon for every published target (tools/packaging/targets.mjs) and places each binary in its
 // npm/<target>/ package, stripped. Usage: node packaging/build-targets.mjs [abi ...]
 //
 // Native Linux targets go through `napi build -x` (cargo-zigbuild + zig as the linker), which is what
@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 
 import { TARGETS, binaryFile } from './targets.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const VENV = path.join(ROOT, '.venv-cross');
 // Versions that install and work together here (cargo-zigbuild splits `.2.17` off the triple for zig).
 const PYPI_PINS = ['ziglang==0.17.0', 'cargo-zigbuild==0.24.0'];

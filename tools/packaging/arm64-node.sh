@@ -5,7 +5,7 @@
 # Needs root with apt (adds the arm64 dpkg architecture for `apt-get download`; installs nothing for
 # arm64) and qemu-user-static. Idempotent; exits non-zero with a reason when it cannot.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 NODE_VERSION="${ARM64_NODE_VERSION:-20.20.2}"
 out=target/arm64-node
 if [ -x "$out/node/bin/node" ] && [ -e "$out/sysroot/lib/ld-linux-aarch64.so.1" ]; then exit 0; fi

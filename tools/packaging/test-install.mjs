@@ -2,7 +2,7 @@
 // `npm run test:install`: installs dbnorm the way a user meets it, from a registry, on a machine
 // without Rust, and checks that it works. Needs the tarballs of `npm run pack:all` in packages/.
 //
-// 1. starts a local verdaccio (packaging/registry/, installed on first use) on 127.0.0.1, with the
+// 1. starts a local verdaccio (tools/packaging/registry/, installed on first use) on 127.0.0.1, with the
 //    configured npm registry as uplink for third-party dependencies, and publishes every tarball to it;
 // 2. in a fresh temp dir, with no cargo/rustc on PATH, `npm install dbnorm` from it and runs
 //    packaging/smoke.cjs (fit + search + evaluate on a seeded set): the results must equal the in-repo
@@ -13,7 +13,7 @@
 // 4. checks every native binary's ELF header (machine, class), that it is stripped, and for glibc
 //    builds that no symbol needs a glibc newer than the baseline; with `npm install --cpu=arm64` it
 //    installs the arm64 package and, when qemu-user and an arm64 Node are at hand
-//    (packaging/arm64-node.sh), runs the smoke test under qemu and compares it with the x64 results;
+//    (tools/packaging/arm64-node.sh), runs the smoke test under qemu and compares it with the x64 results;
 // 5. stops the registry (and checks its port is closed) and deletes the temp dir.
 // Prints one line per check and "N passed, N failed"; exits 1 on any failure.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -25,9 +25,9 @@ import { fileURLToPath } from 'node:url';
 
 import { GLIBC_BASELINE, TARGETS, binaryFile, packageName } from './targets.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const PACKAGES = path.join(ROOT, 'packages');
-const REGISTRY_DIR = path.join(ROOT, 'packaging', 'registry');
+const REGISTRY_DIR = path.join(ROOT, 'tools', 'packaging', 'registry');
 const VERSION = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version;
 /** Largest |WASM score − native score| accepted (scores are O(1) to O(10) log-domain values). */
 const WASI_SCORE_BOUND = 1e-5;
