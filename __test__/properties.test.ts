@@ -68,14 +68,6 @@ const PENDING: Pending[] = [
     owner: 'h9-api',
     reason: 'QueryBank/GalleryBank.from with a null row (e.g. [null]) throws a plain TypeError',
   },
-  {
-    property: 'similarity',
-    kind: 'wrong',
-    detail: /\(not finite\) from finite inputs$/,
-    input: /metric: "dot"/,
-    owner: 'h9-numerics',
-    reason: 'finite-scores contract: a dot product whose value exceeds the float32 range (e.g. 3e38 · 2) returns ±Infinity instead of a coded error',
-  },
 ];
 
 function pendingRule(prop: string, f: Failure): Pending | undefined {

@@ -102,7 +102,17 @@ pub fn similarity(a: MatRef, b: MatRef, metric: Metric) -> Result<Vec<f32>> {
     b.check_finite("b")?;
     let mut out = vec![0f32; a.rows * b.rows];
     match metric {
-        Metric::Dot => matmul_abt_par_scaled(a.data, a.rows, b.data, b.rows, a.cols, &mut out, None),
+        Metric::Dot => {
+            matmul_abt_par_scaled(a.data, a.rows, b.data, b.rows, a.cols, &mut out, None);
+            // Finite inputs can still have a dot product beyond the float32 range (e.g. 3e38 · 2):
+            // refuse rather than return ±Inf (results are finite whenever inputs are).
+            if let Some(i) = first_non_finite(&out) {
+                let (r, c) = (i / b.rows.max(1), i % b.rows.max(1));
+                return Err(Error::non_finite(format!(
+                    "the dot product of a row {r} and b row {c} is outside the float32 range (|s| > 3.4e38); scale the inputs down"
+                )));
+            }
+        }
         Metric::Cosine => {
             let (ia, ib) = (inverse_norms(a, "a")?, inverse_norms(b, "b")?);
             let in_range = |inv: &[f64]| inv.iter().all(|&v| (SAFE_INV_NORM.0..=SAFE_INV_NORM.1).contains(&v));
@@ -121,6 +131,14 @@ pub fn similarity(a: MatRef, b: MatRef, metric: Metric) -> Result<Vec<f32>> {
         }
     }
     Ok(out)
+}
+
+/// Index of the first NaN/±Inf in `v` (parallel scan in fixed chunks).
+fn first_non_finite(v: &[f32]) -> Option<usize> {
+    use rayon::prelude::*;
+    const CHUNK: usize = 1 << 16;
+    let c = v.par_chunks(CHUNK).position_first(|c| c.iter().any(|x| !x.is_finite()))?;
+    v[c * CHUNK..].iter().position(|x| !x.is_finite()).map(|i| c * CHUNK + i)
 }
 
 /// Range of `1/|row|` for which [`similarity`] scales raw products instead of normalising copies.
@@ -234,6 +252,18 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A dot product beyond the float32 range from finite inputs is a coded error, never ±Inf; the
+    /// same inputs one notch smaller give the finite product.
+    #[test]
+    fn dot_overflow_is_refused() {
+        let (a, b) = (vec![3e38f32, 3e38], vec![1f32, 1.0]);
+        let e = similarity(MatRef::new(&a, 1, 2, "a").unwrap(), MatRef::new(&b, 1, 2, "b").unwrap(), Metric::Dot).unwrap_err();
+        assert_eq!(e.code, crate::error::ErrorCode::NonFinite, "{e}");
+        let b2 = vec![0.5f32, 0.5];
+        let ok = similarity(MatRef::new(&a, 1, 2, "a").unwrap(), MatRef::new(&b2, 1, 2, "b").unwrap(), Metric::Dot).unwrap();
+        assert!(ok[0].is_finite() && (ok[0] - 3e38).abs() < 1e32);
     }
 
     /// Cosine similarity is scale-free: rows with norms from 1e-30 to 1e30 (and subnormal entries)
