@@ -632,6 +632,15 @@ fn build(h: &[u8], mut secs: Vec<Option<SecVec>>, name: &str) -> Result<Normaliz
     };
     params.validate(method).map_err(|e| fmt_err(name, format!("invalid parameters for method '{}': {}", method.as_str(), e.message)))?;
     let n = to_usize(get_u64(h, offsets::N_GALLERY), "n_gallery", name)?;
+    // Gallery indices are u32; and n_gallery sizes per-item state (e.g. a `none` normaliser in
+    // similarity mode stores no section of that length), so probe that state's allocation instead
+    // of letting a corrupt header abort the process (fuzz finding).
+    if n > u32::MAX as usize {
+        return Err(fmt_err(name, format!("inconsistent file: n_gallery = {n} exceeds 2^32 - 1 gallery items")));
+    }
+    if Vec::<f64>::new().try_reserve_exact(n.saturating_mul(4)).is_err() {
+        return Err(fmt_err(name, format!("inconsistent file: n_gallery = {n} needs more per-item memory than can be allocated")));
+    }
     let dim = to_usize(get_u64(h, offsets::DIM), "dim", name)?;
     let q_rows = to_usize(get_u64(h, offsets::QUERY_BANK_ROWS), "queryBank rows", name)?;
     let g_rows = to_usize(get_u64(h, offsets::GALLERY_BANK_ROWS), "galleryBank rows", name)?;
