@@ -53,22 +53,7 @@ interface Pending {
 }
 
 /** Known open items of issue 9 owned by other branches (see the file comment). */
-const PENDING: Pending[] = [
-  {
-    property: /./,
-    kind: 'untyped',
-    detail: /on a detached ArrayBuffer$/,
-    owner: 'h9-api',
-    reason: 'a detached Float32Array as a matrix throws a plain TypeError from the facade instead of a DbnormError',
-  },
-  {
-    property: 'banks',
-    kind: 'untyped',
-    detail: /^TypeError: Cannot read properties of null/,
-    owner: 'h9-api',
-    reason: 'QueryBank/GalleryBank.from with a null row (e.g. [null]) throws a plain TypeError',
-  },
-];
+const PENDING: Pending[] = [];
 
 function pendingRule(prop: string, f: Failure): Pending | undefined {
   return PENDING.find(

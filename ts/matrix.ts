@@ -162,8 +162,14 @@ export async function owned<T extends Typed>(src: T, name: string): Promise<T> {
   const dst = (src instanceof Float32Array ? new Float32Array(n) : new Uint32Array(n)) as T;
   for (let off = 0; off < n; off += OWN_CHUNK) {
     if (off > 0) await new Promise<void>((r) => setImmediate(r));
-    if (src.length !== n) throw new DbnormError('ERR_SHAPE', `${name}: the input buffer was resized or detached during the call (async calls copy their input; do not change it until they settle)`);
-    dst.set(src.subarray(off, Math.min(n, off + OWN_CHUNK)), off);
+    const changed = (): DbnormError => new DbnormError('ERR_SHAPE', `${name}: the input buffer was resized or detached during the call (async calls copy their input; do not change it until they settle)`);
+    if (src.length !== n) throw changed();
+    try {
+      dst.set(src.subarray(off, Math.min(n, off + OWN_CHUNK)), off);
+    } catch {
+      // a view whose buffer went away between the length check and the copy (V8 throws a TypeError)
+      throw changed();
+    }
   }
   return dst;
 }

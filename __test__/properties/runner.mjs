@@ -98,7 +98,8 @@ const betaArb = fc.oneof({ weight: 12, arbitrary: fc.constantFrom(0.5, 1, 5, 20)
 // ------------------------------------------------------------------------------------------------
 // float64 references
 
-const f64 = (m) => Float64Array.from(m.data);
+// A detached view reads as empty (length 0); `from` would throw on it.
+const f64 = (m) => (m.data.length === 0 ? new Float64Array(0) : Float64Array.from(m.data));
 
 function simRef(a, b, metric) {
   const A = f64(a);
@@ -322,7 +323,7 @@ function scoreTol(x, norm) {
   const o = norm.options;
   const beta = (o.betaQuery ?? 0) + (o.betaGallery ?? 0) + 2;
   let scale = 1;
-  for (const m of [x.gallery, x.queryBank, x.galleryBank, x.queries]) if (m && m.data) for (const v of m.data) scale = Math.max(scale, Math.abs(v));
+  for (const m of [x.gallery, x.queryBank, x.galleryBank, x.queries]) if (m && m.data && m.data.length > 0) for (const v of m.data) scale = Math.max(scale, Math.abs(v));
   const sMax = x.c.sims ? scale : x.c.metric === 'cosine' ? 1 : scale * scale * x.c.d;
   return (r) => 2e-4 * (1 + beta * sMax + Math.abs(r));
 }
