@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Builds the addon for every published target (tools/packaging/targets.mjs) and places each binary in its
-// npm/<target>/ package, stripped. Usage: node packaging/build-targets.mjs [abi ...]
+// npm/<target>/ package, stripped. Usage: node tools/packaging/build-targets.mjs [abi ...]
 //
 // Native Linux targets go through `napi build -x` (cargo-zigbuild + zig as the linker), which is what
 // lets one x86-64 machine link arm64 and musl binaries and pin the glibc baseline. zig and

@@ -38,7 +38,7 @@ if (problems.length) {
 
 if (build) {
   run('npm', ['run', 'build']);
-  run(process.execPath, [path.join(ROOT, 'packaging', 'build-targets.mjs')]);
+  run(process.execPath, [path.join(ROOT, 'tools', 'packaging', 'build-targets.mjs')]);
 }
 fs.rmSync(OUT, { recursive: true, force: true });
 fs.mkdirSync(OUT);

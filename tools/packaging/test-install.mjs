@@ -67,7 +67,7 @@ async function portOpen(port) {
 async function startRegistry() {
   const bin = path.join(REGISTRY_DIR, 'node_modules', '.bin', 'verdaccio');
   if (!fs.existsSync(bin)) {
-    info('installing verdaccio into packaging/registry/ (npm ci)');
+    info('installing verdaccio into tools/packaging/registry/ (npm ci)');
     execFileSync('npm', ['ci', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: REGISTRY_DIR, stdio: 'inherit' });
   }
   const uplink = execFileSync('npm', ['config', 'get', 'registry'], { encoding: 'utf8' }).trim() || 'https://registry.npmjs.org/';
@@ -263,7 +263,7 @@ async function main() {
   const app = path.join(tmp, 'app');
   fs.mkdirSync(app);
   fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, version: '1.0.0' }));
-  fs.copyFileSync(path.join(ROOT, 'packaging', 'smoke.cjs'), path.join(app, 'smoke.cjs'));
+  fs.copyFileSync(path.join(ROOT, 'tools', 'packaging', 'smoke.cjs'), path.join(app, 'smoke.cjs'));
   npm(['install', `dbnorm@${VERSION}`], app, env, rc);
   const nm = path.join(app, 'node_modules');
   check('npm install dbnorm: native package for this machine installed', fs.existsSync(path.join(nm, 'dbnorm-linux-x64-gnu', 'dbnorm.linux-x64-gnu.node')));
@@ -272,7 +272,7 @@ async function main() {
   check('installed dbnorm ships no source build of its own', !fs.readdirSync(path.join(nm, 'dbnorm', 'ts', 'native')).some((f) => f.endsWith('.node') || f.endsWith('.wasm')));
 
   // smoke.cjs resolves 'dbnorm' from its cwd; for the reference, point it at the checkout
-  const refRun = spawnSync(process.execPath, [path.join(ROOT, 'packaging', 'smoke.cjs'), ROOT], { cwd: ROOT, encoding: 'utf8', maxBuffer: 64 << 20 });
+  const refRun = spawnSync(process.execPath, [path.join(ROOT, 'tools', 'packaging', 'smoke.cjs'), ROOT], { cwd: ROOT, encoding: 'utf8', maxBuffer: 64 << 20 });
   if (refRun.status !== 0) throw new Error(`reference smoke run failed: ${refRun.stderr}`);
   const ref = JSON.parse(refRun.stdout);
   check('in-repo reference run used the native build', ref.backend === 'native');
@@ -307,7 +307,7 @@ async function main() {
   const arm = path.join(tmp, 'app-arm64');
   fs.mkdirSync(arm);
   fs.writeFileSync(path.join(arm, 'package.json'), JSON.stringify({ name: 'app', private: true, version: '1.0.0' }));
-  fs.copyFileSync(path.join(ROOT, 'packaging', 'smoke.cjs'), path.join(arm, 'smoke.cjs'));
+  fs.copyFileSync(path.join(ROOT, 'tools', 'packaging', 'smoke.cjs'), path.join(arm, 'smoke.cjs'));
   npm(['install', `dbnorm@${VERSION}`, '--cpu=arm64', '--os=linux', '--libc=glibc'], arm, env, rc);
   check('npm install --cpu=arm64: dbnorm-linux-arm64-gnu installed', fs.existsSync(path.join(arm, 'node_modules', 'dbnorm-linux-arm64-gnu', 'dbnorm.linux-arm64-gnu.node')));
   const runner = arm64Runner();

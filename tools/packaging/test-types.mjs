@@ -6,7 +6,7 @@
 // - strict TypeScript consumers (`strict`, `skipLibCheck: false`) compile against the installed
 //   package in ESM (NodeNext, type module), CJS (NodeNext, `import x = require`), bundler and node10
 //   modes, using named imports and the typed default export.
-// Usage: node packaging/test-types.mjs [path/to/dbnorm-x.y.z.tgz]   Prints "N passed, N failed".
+// Usage: node tools/packaging/test-types.mjs [path/to/dbnorm-x.y.z.tgz]   Prints "N passed, N failed".
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
