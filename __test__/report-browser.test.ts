@@ -153,7 +153,8 @@ describe.runIf(chrome.path !== null)('HTML report in headless Chromium', () => {
   }, 120_000);
 
   const real = path.resolve(root, '..', 'shared', 'realdata', 'crosslingual_fasttext', 'aligned', 'en-fr');
-  it.runIf(existsSync(real))('the shared en-fr report (with tuning curves) renders; screenshot kept as an artifact', async () => {
+  // Under CI=true ../shared is required: the test runs (and fails) when it is missing.
+  it.runIf(existsSync(real) || process.env.CI === 'true')('the shared en-fr report (with tuning curves) renders; screenshot kept as an artifact', async () => {
     const f = (n: string) => path.join(real, n);
     const tuneJson = path.join(artifacts, 'en-fr-tune.json');
     const t = spawnSync(process.execPath, [cli, 'tune', '--query-bank', f('query_bank.npy'), '--gallery-bank', f('gallery_bank.npy'), '--save', tuneJson], { encoding: 'utf8' });
