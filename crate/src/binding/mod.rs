@@ -228,27 +228,43 @@ pub(crate) fn probe_alloc<T>(n: usize, what: &str) -> crate::Result<()> {
     v.try_reserve_exact(n).map_err(|_| DbError::param(format!("{what} = {n} needs {} bytes of per-item state, which cannot be allocated", n.saturating_mul(std::mem::size_of::<T>()))))
 }
 
-fn fit_impl(input: &NativeFitInput, params: &NativeParams, ctl: &Control) -> crate::Result<Normalizer> {
-    if let Some(c) = input.gallery_count {
-        // per-item statistics and scorer biases are f64, several vectors of them
-        probe_alloc::<[f64; 4]>(c as usize, "galleryCount")?;
+/// `ERR_PARAM` unless a given `galleryCount` can size per-item state (f64 statistics and biases).
+pub(crate) fn probe_gallery_count(input: &NativeFitInput) -> crate::Result<()> {
+    match input.gallery_count {
+        Some(c) => probe_alloc::<[f64; 4]>(c as usize, "galleryCount"),
+        None => Ok(()),
     }
-    let (method, p) = parse_params(params)?;
+}
+
+/// A fit's inputs viewed for its mode; shared by the full fit and the sharded fit.
+pub(crate) enum FitSource<'a> {
+    Embeddings { metric: Metric, gallery: MatRef<'a>, query_bank: Option<MatRef<'a>>, gallery_bank: Option<MatRef<'a>> },
+    Similarities { query_bank_sims: Option<MatRef<'a>>, gallery_bank_sims: Option<MatRef<'a>>, gallery_count: Option<usize> },
+}
+
+pub(crate) fn fit_source(input: &NativeFitInput) -> crate::Result<FitSource<'_>> {
     match input.mode.as_str() {
-        "embeddings" => {
-            let metric = Metric::parse(input.metric.as_deref().unwrap_or("cosine"))?;
-            let g = opt_view(&input.gallery, "gallery")?.ok_or_else(|| DbError::shape("gallery is required in embeddings mode"))?;
-            Normalizer::fit_embeddings(method, p, metric, g, opt_view(&input.query_bank, "queryBank")?, opt_view(&input.gallery_bank, "galleryBank")?, ctl)
-        }
-        "similarities" => Normalizer::fit_similarities(
-            method,
-            p,
-            opt_view(&input.query_bank_sims, "queryBankSims")?,
-            opt_view(&input.gallery_bank_sims, "galleryBankSims")?,
-            input.gallery_count.map(|c| c as usize),
-            ctl,
-        ),
+        "embeddings" => Ok(FitSource::Embeddings {
+            metric: Metric::parse(input.metric.as_deref().unwrap_or("cosine"))?,
+            gallery: opt_view(&input.gallery, "gallery")?.ok_or_else(|| DbError::shape("gallery is required in embeddings mode"))?,
+            query_bank: opt_view(&input.query_bank, "queryBank")?,
+            gallery_bank: opt_view(&input.gallery_bank, "galleryBank")?,
+        }),
+        "similarities" => Ok(FitSource::Similarities {
+            query_bank_sims: opt_view(&input.query_bank_sims, "queryBankSims")?,
+            gallery_bank_sims: opt_view(&input.gallery_bank_sims, "galleryBankSims")?,
+            gallery_count: input.gallery_count.map(|c| c as usize),
+        }),
         other => Err(DbError::param(format!("mode must be 'embeddings' or 'similarities', got '{other}'"))),
+    }
+}
+
+fn fit_impl(input: &NativeFitInput, params: &NativeParams, ctl: &Control) -> crate::Result<Normalizer> {
+    probe_gallery_count(input)?;
+    let (method, p) = parse_params(params)?;
+    match fit_source(input)? {
+        FitSource::Embeddings { metric, gallery, query_bank, gallery_bank } => Normalizer::fit_embeddings(method, p, metric, gallery, query_bank, gallery_bank, ctl),
+        FitSource::Similarities { query_bank_sims, gallery_bank_sims, gallery_count } => Normalizer::fit_similarities(method, p, query_bank_sims, gallery_bank_sims, gallery_count, ctl),
     }
 }
 

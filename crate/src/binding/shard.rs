@@ -6,11 +6,10 @@ use std::sync::Arc;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
-use super::{job_state, opt_view, parse_params, run_sync, Code, NativeFitInput, NativeJob, NativeNormalizer, NativeParams, Run};
+use super::{fit_source, job_state, parse_params, probe_gallery_count, run_sync, Code, FitSource, NativeFitInput, NativeJob, NativeNormalizer, NativeParams, Run};
 use crate::control::Control;
 use crate::normalizer::Normalizer;
 use crate::error::Error as DbError;
-use crate::kernels::similarity::Metric;
 use crate::normalizer::Mode;
 use crate::shard::{self, PartialFit, ShardSpec};
 
@@ -41,24 +40,12 @@ fn spec(s: &NativeShardSpec) -> crate::Result<ShardSpec> {
 }
 
 fn fit_partial(input: &NativeFitInput, params: &NativeParams, s: &NativeShardSpec, ctl: &Control) -> crate::Result<PartialFit> {
+    probe_gallery_count(input)?;
     let (method, p) = parse_params(params)?;
     let s = spec(s)?;
-    match input.mode.as_str() {
-        "embeddings" => {
-            let metric = Metric::parse(input.metric.as_deref().unwrap_or("cosine"))?;
-            let g = opt_view(&input.gallery, "gallery")?.ok_or_else(|| DbError::shape("gallery is required in embeddings mode"))?;
-            PartialFit::fit_embeddings(method, p, metric, g, opt_view(&input.query_bank, "queryBank")?, opt_view(&input.gallery_bank, "galleryBank")?, s, ctl)
-        }
-        "similarities" => PartialFit::fit_similarities(
-            method,
-            p,
-            opt_view(&input.query_bank_sims, "queryBankSims")?,
-            opt_view(&input.gallery_bank_sims, "galleryBankSims")?,
-            input.gallery_count.map(|c| c as usize),
-            s,
-            ctl,
-        ),
-        other => Err(DbError::param(format!("mode must be 'embeddings' or 'similarities', got '{other}'"))),
+    match fit_source(input)? {
+        FitSource::Embeddings { metric, gallery, query_bank, gallery_bank } => PartialFit::fit_embeddings(method, p, metric, gallery, query_bank, gallery_bank, s, ctl),
+        FitSource::Similarities { query_bank_sims, gallery_bank_sims, gallery_count } => PartialFit::fit_similarities(method, p, query_bank_sims, gallery_bank_sims, gallery_count, s, ctl),
     }
 }
 
