@@ -238,7 +238,7 @@ function arm64Runner() {
   const node = path.join(ROOT, 'target', 'arm64-node', 'node', 'bin', 'node');
   const sysroot = path.join(ROOT, 'target', 'arm64-node', 'sysroot');
   if (!qemu) return { reason: 'qemu-user is not installed (Debian: qemu-user-static)' };
-  if (!fs.existsSync(node) || !fs.existsSync(sysroot)) return { reason: 'no arm64 Node prepared (run packaging/arm64-node.sh)' };
+  if (!fs.existsSync(node) || !fs.existsSync(sysroot)) return { reason: 'no arm64 Node prepared (run tools/packaging/arm64-node.sh)' };
   return { prefix: [qemu, '-L', sysroot], node };
 }
 
