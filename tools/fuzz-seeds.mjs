@@ -45,9 +45,10 @@ const rand = (n, seed) => {
 const m = (rows, cols, seed, f = 1) => ({ data: rand(rows * cols, seed).map((v) => v * f), rows, cols });
 const tmp = path.join(os.tmpdir(), `dbnorm-fuzz-seed-${process.pid}.dbn`);
 for (const method of METHODS) {
-  const opts = { method, k: 2, cslsK: 2, nnnK: 2, leakGuard: 'off' };
+  const opts = { method, k: 2, cslsK: 2, nnnK: 2 };
+  // leakGuard applies to embeddings-mode fits only (fitSimilarities refuses the key)
   const simOpts = { ...opts, betaQuery: 0.5, betaGallery: 0.5 };
-  const emb = Normalizer.fitSync({ gallery: m(5, 3, 1), queryBank: m(4, 3, 2), galleryBank: m(3, 3, 3) }, opts);
+  const emb = Normalizer.fitSync({ gallery: m(5, 3, 1), queryBank: m(4, 3, 2), galleryBank: m(3, 3, 3) }, { ...opts, leakGuard: 'off' });
   emb.saveSync(tmp);
   writeFileSync(path.join(out, 'persist', `${method}-emb`), Buffer.concat([Buffer.from([0]), readFileSync(tmp)]));
   const sims = await Normalizer.fitSimilarities({ queryBankSims: m(4, 5, 4, 5), galleryBankSims: m(3, 5, 5, 5) }, simOpts);
