@@ -4,7 +4,6 @@
  * - `dbnorm fit … --out n.dbn [--shard gallery=i/n,bank=j/m]` fits a normaliser from `.npy` files,
  *   or with `--shard` one shard of it: gallery slice i of n and bank slice j of m (0-based, even
  *   split: slice i covers rows ⌊i·N/n⌋ .. ⌊(i+1)·N/n⌋), reading only those rows from the files.
- *   This is a minimal `fit` verb, registered only when no other `fit` verb exists.
  * - `dbnorm merge part*.dbn --out n.dbn` merges the shards into the full normaliser.
  *
  * Exit codes as for `eval`: 0 ok, 2 usage error (flags, missing files), 1 data / runtime error
@@ -13,7 +12,7 @@
  */
 import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
 
-import { type Command, Option } from 'commander';
+import type { Command } from 'commander';
 
 import { UsageError } from '../cli.js';
 import { DbnormError } from '../errors.js';
@@ -22,8 +21,8 @@ import { METHODS, type Method, Normalizer } from '../normalizer.js';
 import { readNpy } from '../npy.js';
 import { evenSplit } from '../shard.js';
 import type { Metric } from '../similarity.js';
-import { addMethodFlags, methodOptions, methodsHelp } from './method-flags.js';
-import { intOption, log } from './util.js';
+import { methodOptions } from './method-flags.js';
+import { log } from './util.js';
 
 interface FitFlags {
   gallery?: string;
@@ -222,28 +221,8 @@ async function runMerge(parts: string[], o: { out: string }): Promise<void> {
   log(`dbnorm merge: ${parts.length} parts → ${o.out}: ${n.method}, ${n.galleryCount} gallery items (${((performance.now() - t0) / 1000).toFixed(2)} s)`);
 }
 
-/** Registers `merge`, and `fit` unless another module registered it first. */
+/** Registers `merge` (the `fit` verb, in ./fit.ts, delegates shards to {@link runShardedFit}). */
 export function registerShard(program: Command): void {
-  if (!program.commands.some((c) => c.name() === 'fit')) {
-    const fit = program
-      .command('fit')
-      .description('fit a normaliser (or, with --shard, one shard of it) from .npy files and save it')
-      .addHelpText('after', `\nMethods:\n${methodsHelp()}\n\n--shard gallery=i/n,bank=j/m fits gallery slice i of n and slice j of m of every bank (0-based; even split).\nMerge the parts with: dbnorm merge part*.dbn --out n.dbn`)
-      .option('--gallery <file>', 'embeddings mode: the gallery, n_g × d')
-      .option('--query-bank <file>', 'embeddings mode: query-modality bank, m_q × d')
-      .option('--gallery-bank <file>', 'embeddings mode: gallery-modality bank, m_g × d')
-      .addOption(new Option('--metric <metric>', 'embeddings mode: similarity (default cosine)').choices(['cosine', 'dot']))
-      .option('--query-bank-sims <file>', 'similarity mode: query bank × gallery, m_q × n_g')
-      .option('--gallery-bank-sims <file>', 'similarity mode: gallery bank × gallery, m_g × n_g')
-      .option('--gallery-count <n>', 'similarity mode: gallery size when no matrix is given (method none)', intOption)
-      .requiredOption('--method <method>', `the method (${METHODS.join(', ')})`)
-      .requiredOption('--out <file>', 'where to save the normaliser (or the partial one)')
-      .option('--shard <spec>', 'fit one shard: gallery=i/n,bank=j/m (0-based, even split)', parseShard);
-    addMethodFlags(fit);
-    fit.action(async (o: FitFlags) => {
-      await runShardedFit(o);
-    });
-  }
   program
     .command('merge')
     .description('merge the partial normalisers of a sharded fit into the full normaliser')
