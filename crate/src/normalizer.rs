@@ -9,7 +9,7 @@ use crate::matrix::MatRef;
 use crate::methods::scorer::Scorer;
 use crate::methods::stats::{bank_stats, BankStats, Source, StatsRequest};
 use rayon::prelude::*;
-use crate::methods::{none, Method, Params};
+use crate::methods::{none, Method, MethodState, Params};
 
 /// Where similarities come from.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,6 +34,8 @@ pub struct Normalizer {
     pub gallery_bank: Vec<f32>,
     pub query_stats: Option<BankStats>,
     pub gallery_stats: Option<BankStats>,
+    /// The method's own fitted data (see [`MethodState`]; empty for most methods).
+    pub state: MethodState,
     scorer: Scorer,
     /// Hash index of the query-bank rows for the leak guard, built on first use.
     bank_index: std::sync::OnceLock<crate::rows::RowIndex>,
@@ -79,15 +81,16 @@ impl Normalizer {
         gallery_bank: Vec<f32>,
         query_stats: Option<BankStats>,
         gallery_stats: Option<BankStats>,
+        state: MethodState,
     ) -> Result<Normalizer> {
         params.validate(method)?;
         let (rq, rg) = method.requests(&params);
         if rq.is_some() != query_stats.is_some() || rg.is_some() != gallery_stats.is_some() {
             return Err(Error::format(format!("statistics do not match method '{}'", method.as_str())));
         }
-        let scorer = method.scorer(&params, query_stats.as_ref(), gallery_stats.as_ref(), n_gallery);
+        let scorer = method.scorer(&params, query_stats.as_ref(), gallery_stats.as_ref(), &state, n_gallery);
         let overlap = count_overlap(&mode, &gallery, &gallery_bank);
-        Ok(Normalizer { method, params, mode, n_gallery, gallery, query_bank, gallery_bank, query_stats, gallery_stats, scorer, bank_index: Default::default(), overlap })
+        Ok(Normalizer { method, params, mode, n_gallery, gallery, query_bank, gallery_bank, query_stats, gallery_stats, state, scorer, bank_index: Default::default(), overlap })
     }
 
     /// Fits from embeddings: `gallery` (n×d), optional `query_bank` (m_q×d, query modality) and
@@ -132,7 +135,8 @@ impl Normalizer {
             (Some(r), Some(b)) => Some(bank_stats(Source::Embeddings { bank: &gbv, gallery: &g, dim: d }, b.rows, n, r, ctl, "fit:galleryBank")?),
             _ => None,
         };
-        let scorer = method.scorer(&params, qs.as_ref(), gs.as_ref(), n);
+        let state = MethodState::default();
+        let scorer = method.scorer(&params, qs.as_ref(), gs.as_ref(), &state, n);
         let mode = Mode::Embeddings { metric, dim: d };
         let overlap = count_overlap(&mode, &g, &gbv);
         Ok(Normalizer {
@@ -145,6 +149,7 @@ impl Normalizer {
             gallery_bank: gbv,
             query_stats: qs,
             gallery_stats: gs,
+            state,
             scorer,
             bank_index: Default::default(),
             overlap,
@@ -188,7 +193,8 @@ impl Normalizer {
             (Some(r), Some(m)) => Some(bank_stats(Source::Sims { sims: m.data }, m.rows, n, r, ctl, "fit:galleryBank")?),
             _ => None,
         };
-        let scorer = method.scorer(&params, qs.as_ref(), gs.as_ref(), n);
+        let state = MethodState::default();
+        let scorer = method.scorer(&params, qs.as_ref(), gs.as_ref(), &state, n);
         Ok(Normalizer {
             method,
             params,
@@ -199,6 +205,7 @@ impl Normalizer {
             gallery_bank: Vec::new(),
             query_stats: qs,
             gallery_stats: gs,
+            state,
             scorer,
             bank_index: Default::default(),
             overlap: 0,
@@ -375,7 +382,7 @@ impl Normalizer {
         let mut gallery = Vec::with_capacity(self.gallery.len() + prepared.len());
         gallery.extend_from_slice(&self.gallery);
         gallery.extend_from_slice(&prepared);
-        Normalizer::rebuild(self.method, self.params, self.mode.clone(), self.n_gallery + n_new, gallery, self.query_bank.clone(), self.gallery_bank.clone(), qs, gs)
+        Normalizer::rebuild(self.method, self.params, self.mode.clone(), self.n_gallery + n_new, gallery, self.query_bank.clone(), self.gallery_bank.clone(), qs, gs, self.state.clone())
     }
 
     /// Similarity-mode twin of [`Self::add_gallery_embeddings`]: the new items' bank similarities,
@@ -402,7 +409,7 @@ impl Normalizer {
         };
         let qs = one(query_bank_sims, rq, &self.query_stats, "queryBankSims", "addGallery:queryBank")?;
         let gs = one(gallery_bank_sims, rg, &self.gallery_stats, "galleryBankSims", "addGallery:galleryBank")?;
-        Normalizer::rebuild(self.method, self.params, Mode::Similarities, self.n_gallery + n_new, Vec::new(), Vec::new(), Vec::new(), qs, gs)
+        Normalizer::rebuild(self.method, self.params, Mode::Similarities, self.n_gallery + n_new, Vec::new(), Vec::new(), Vec::new(), qs, gs, self.state.clone())
     }
 
     /// Re-scores given candidates per query (e.g. what an ANN index returned) with the normalised

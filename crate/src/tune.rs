@@ -842,7 +842,7 @@ mod tests {
             let mg = bg.len() / d;
             let sq = rq.map(|r| bank_stats(Source::Embeddings { bank: &bq, gallery: &gal, dim: d }, mq, n_h, r, &Control::none(), "q").unwrap());
             let sg = rg.map(|r| bank_stats(Source::Embeddings { bank: &bg, gallery: &gal, dim: d }, mg, n_h, r, &Control::none(), "g").unwrap());
-            let scorer = method.scorer(&p, sq.as_ref(), sg.as_ref(), n_h);
+            let scorer = method.scorer(&p, sq.as_ref(), sg.as_ref(), &Default::default(), n_h);
             let mut sims = vec![0f32; qrows.len() * n_h];
             matmul_abt_par(&qv, qrows.len(), &gal, n_h, d, &mut sims);
             let (idx, _) = scorer.search_sims(&sims, qrows.len(), 1).unwrap();

@@ -23,7 +23,8 @@ pub const INFO: MethodInfo = MethodInfo {
     augmented: &[1],
     persist_code: 2,
     requests,
-    scorer: |p, q, _, n| scorer(p, q.expect("query bank stats"), n),
+    scorer: |p, q, _, _, n| scorer(p, q.expect("query bank stats"), n),
+    ..MethodInfo::BASE
 };
 
 pub fn requests(p: &Params) -> (Option<StatsRequest>, Option<StatsRequest>) {

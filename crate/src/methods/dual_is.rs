@@ -22,7 +22,8 @@ pub const INFO: MethodInfo = MethodInfo {
     augmented: &[0],
     persist_code: 3,
     requests,
-    scorer: |p, q, g, n| scorer(p, q.expect("query bank stats"), g.expect("gallery bank stats"), n),
+    scorer: |p, q, g, _, n| scorer(p, q.expect("query bank stats"), g.expect("gallery bank stats"), n),
+    ..MethodInfo::BASE
 };
 
 pub fn requests(p: &Params) -> (Option<StatsRequest>, Option<StatsRequest>) {

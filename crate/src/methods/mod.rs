@@ -125,7 +125,7 @@ impl ParamSpec {
 const U32_MAX: f64 = u32::MAX as f64;
 
 /// Every parameter any method reads, in display order.
-pub static PARAMS: [ParamSpec; 6] = [
+pub static PARAMS: &[ParamSpec] = &[
     ParamSpec {
         name: "betaQuery",
         kind: ParamKind::Float,
@@ -221,9 +221,63 @@ pub struct MethodInfo {
     pub persist_code: u8,
     /// Statistics wanted from the query bank and from the gallery bank (`None`: bank not used).
     pub requests: fn(&Params) -> (Option<StatsRequest>, Option<StatsRequest>),
-    /// Compiles fitted statistics into a scorer for a gallery of `n` items. The banks the method
-    /// declares are `Some` (guaranteed by the normaliser).
-    pub scorer: fn(&Params, Option<&BankStats>, Option<&BankStats>, usize) -> Scorer,
+    /// Compiles fitted statistics (and the method's own fitted state) into a scorer for a gallery
+    /// of `n` items. The banks the method declares are `Some` (guaranteed by the normaliser).
+    pub scorer: fn(&Params, Option<&BankStats>, Option<&BankStats>, &MethodState, usize) -> Scorer,
+    /// Whether the method needs embeddings (refused in similarity mode with `ERR_PARAM`): DN, InvGC
+    /// and DisSimLocal transform or average vectors.
+    pub embeddings_only: bool,
+    /// Whether its per-item data depend on the whole gallery (SN / DBSN potentials, plain InvGC):
+    /// `addGallery` then refits from the kept banks instead of appending per-item statistics.
+    pub gallery_dependent: bool,
+}
+
+impl MethodInfo {
+    /// Defaults of the descriptor fields a method may leave out (`..MethodInfo::BASE`). New optional
+    /// capabilities get a field here with the "not used" default, so existing method files compile
+    /// unchanged. (The id, banks, params, code, requests and scorer are always given explicitly.)
+    pub const BASE: MethodInfo = MethodInfo {
+        id: "",
+        summary: "",
+        query_bank: false,
+        gallery_bank: false,
+        params: &[],
+        bias_reducible: false,
+        augmented: &[],
+        persist_code: u8::MAX,
+        requests: |_| (None, None),
+        scorer: |_, _, _, _, _| unreachable!("MethodInfo::BASE has no scorer"),
+        embeddings_only: false,
+        gallery_dependent: false,
+    };
+}
+
+/// Method-specific fitted data beyond the bank statistics (e.g. DN's means, SN's Sinkhorn
+/// potentials): named `f64` vectors, kept with the normaliser and persisted as-is. Empty for the
+/// methods whose scorer is compiled from [`BankStats`] alone.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MethodState {
+    /// `(name, values)` pairs in insertion order; names are unique.
+    pub vectors: Vec<(String, Vec<f64>)>,
+}
+
+impl MethodState {
+    /// The vector named `name`.
+    pub fn get(&self, name: &str) -> Option<&[f64]> {
+        self.vectors.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+    }
+
+    /// Sets (or replaces) the vector named `name`.
+    pub fn set(&mut self, name: &str, values: Vec<f64>) {
+        match self.vectors.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => slot.1 = values,
+            None => self.vectors.push((name.to_string(), values)),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.vectors.is_empty()
+    }
 }
 
 impl MethodInfo {
@@ -260,9 +314,9 @@ impl Method {
         (self.info().requests)(p)
     }
 
-    /// Compiles fitted statistics into a scorer for a gallery of `n` items.
-    pub fn scorer(self, p: &Params, q: Option<&BankStats>, g: Option<&BankStats>, n: usize) -> Scorer {
-        (self.info().scorer)(p, q, g, n)
+    /// Compiles fitted statistics and state into a scorer for a gallery of `n` items.
+    pub fn scorer(self, p: &Params, q: Option<&BankStats>, g: Option<&BankStats>, state: &MethodState, n: usize) -> Scorer {
+        (self.info().scorer)(p, q, g, state, n)
     }
 
     pub fn needs_query_bank(self) -> bool {
@@ -300,7 +354,7 @@ impl Default for Params {
     fn default() -> Self {
         // The table's defaults (cosine-only β defaults included: the cosine-embeddings case).
         let mut p = Params { beta_query: 0.0, beta_gallery: 0.0, k: 0, csls_k: 0, nnn_k: 0, nnn_alpha: 0.0 };
-        for s in &PARAMS {
+        for s in PARAMS {
             let (ParamDefault::Always(v) | ParamDefault::CosineOnly(v)) = s.default;
             s.set(&mut p, v);
         }

@@ -20,7 +20,8 @@ pub const INFO: MethodInfo = MethodInfo {
     augmented: &[0],
     persist_code: 6,
     requests,
-    scorer: |p, q, _, n| scorer(p, q.expect("query bank stats"), n),
+    scorer: |p, q, _, _, n| scorer(p, q.expect("query bank stats"), n),
+    ..MethodInfo::BASE
 };
 
 pub fn requests(p: &Params) -> (Option<StatsRequest>, Option<StatsRequest>) {

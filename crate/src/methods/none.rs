@@ -15,7 +15,8 @@ pub const INFO: MethodInfo = MethodInfo {
     augmented: &[0],
     persist_code: 0,
     requests,
-    scorer: |p, _, _, n| scorer(p, n),
+    scorer: |p, _, _, _, n| scorer(p, n),
+    ..MethodInfo::BASE
 };
 
 pub fn requests(_: &Params) -> (Option<StatsRequest>, Option<StatsRequest>) {

@@ -707,6 +707,6 @@ fn build(h: &[u8], mut secs: Vec<Option<SecVec>>, name: &str) -> Result<Normaliz
         }
     }
     let [query_stats, gallery_stats] = stats;
-    Normalizer::rebuild(method, params, mode, n, gallery, query_bank, gallery_bank, query_stats, gallery_stats)
+    Normalizer::rebuild(method, params, mode, n, gallery, query_bank, gallery_bank, query_stats, gallery_stats, Default::default())
         .map_err(|e| fmt_err(name, format!("inconsistent file: {}", e.message)))
 }

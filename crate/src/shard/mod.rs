@@ -441,7 +441,7 @@ pub fn merge<P: std::borrow::Borrow<PartialFit>>(parts: &[P], ctl: &Control) -> 
     let qs = rq.map(|r| merge_bank(&q_groups, |p| p.query_stats.as_ref(), r, n)).transpose()?;
     ctl.check()?;
     let gs = rg.map(|r| merge_bank(&g_groups, |p| p.gallery_stats.as_ref(), r, n)).transpose()?;
-    Normalizer::rebuild(method, params, mode, n, gallery, query_bank, gallery_bank, qs, gs)
+    Normalizer::rebuild(method, params, mode, n, gallery, query_bank, gallery_bank, qs, gs, Default::default())
 }
 
 /// Reduces one bank's partial statistics: `groups[g]` lists the parts of gallery range g in bank order.
