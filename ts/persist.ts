@@ -40,6 +40,9 @@ export function optionsFromNative(p: NativeParams): ResolvedOptions {
     cslsK: p.cslsK,
     nnnK: p.nnnK,
     nnnAlpha: p.nnnAlpha,
+    tau: uses(method, 'tau') ? (p.tau ?? null) : null,
+    iterations: p.iterations ?? 10,
+    tol: p.tol ?? 0,
   };
 }
 

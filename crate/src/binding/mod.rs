@@ -182,10 +182,35 @@ pub struct NativeParams {
     pub csls_k: u32,
     pub nnn_k: u32,
     pub nnn_alpha: f64,
+    /// Sinkhorn temperature τ (SN / DBSN); absent: the table default.
+    pub tau: Option<f64>,
+    /// Sinkhorn iterations (SN / DBSN); absent: the table default.
+    pub iterations: Option<u32>,
+    /// Sinkhorn early-stop threshold (SN / DBSN); absent: the table default.
+    pub tol: Option<f64>,
 }
 
 fn parse_params(p: &NativeParams) -> crate::Result<(Method, Params)> {
-    Ok((Method::parse(&p.method)?, Params { beta_query: p.beta_query, beta_gallery: p.beta_gallery, k: p.k as usize, csls_k: p.csls_k as usize, nnn_k: p.nnn_k as usize, nnn_alpha: p.nnn_alpha }))
+    let d = Params::default();
+    Ok((
+        Method::parse(&p.method)?,
+        Params {
+            beta_query: p.beta_query,
+            beta_gallery: p.beta_gallery,
+            k: p.k as usize,
+            csls_k: p.csls_k as usize,
+            nnn_k: p.nnn_k as usize,
+            nnn_alpha: p.nnn_alpha,
+            tau: p.tau.unwrap_or(d.tau),
+            iterations: p.iterations.map_or(d.iterations, |v| v as usize),
+            tol: p.tol.unwrap_or(d.tol),
+        },
+    ))
+}
+
+/// The Sinkhorn fields of [`NativeParams`] from fitted parameters.
+pub(crate) fn sinkhorn_native(p: &Params) -> (Option<f64>, Option<u32>, Option<f64>) {
+    (Some(p.tau), Some(u32::try_from(p.iterations).unwrap_or(u32::MAX)), Some(p.tol))
 }
 
 /// A row-major f32 matrix handed over from JS.
@@ -214,6 +239,8 @@ pub struct NativeFitInput {
     pub query_bank_sims: Option<NativeMatrix>,
     pub gallery_bank_sims: Option<NativeMatrix>,
     pub gallery_count: Option<u32>,
+    /// Similarity mode: query bank × gallery bank (m_q × m_g, cross-modal; DBSN).
+    pub query_bank_gallery_bank_sims: Option<NativeMatrix>,
 }
 
 fn opt_view<'a>(m: &'a Option<NativeMatrix>, name: &str) -> crate::Result<Option<MatRef<'a>>> {
@@ -264,7 +291,10 @@ fn fit_impl(input: &NativeFitInput, params: &NativeParams, ctl: &Control) -> cra
     let (method, p) = parse_params(params)?;
     match fit_source(input)? {
         FitSource::Embeddings { metric, gallery, query_bank, gallery_bank } => Normalizer::fit_embeddings(method, p, metric, gallery, query_bank, gallery_bank, ctl),
-        FitSource::Similarities { query_bank_sims, gallery_bank_sims, gallery_count } => Normalizer::fit_similarities(method, p, query_bank_sims, gallery_bank_sims, gallery_count, ctl),
+        FitSource::Similarities { query_bank_sims, gallery_bank_sims, gallery_count } => {
+            let cross = opt_view(&input.query_bank_gallery_bank_sims, "queryBankGalleryBankSims")?;
+            Normalizer::fit_similarities_with(method, p, query_bank_sims, gallery_bank_sims, cross, gallery_count, ctl)
+        }
     }
 }
 

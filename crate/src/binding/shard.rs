@@ -146,6 +146,9 @@ impl NativePartial {
             csls_k: u32::try_from(p.csls_k).unwrap_or(u32::MAX),
             nnn_k: u32::try_from(p.nnn_k).unwrap_or(u32::MAX),
             nnn_alpha: p.nnn_alpha,
+            tau: super::sinkhorn_native(p).0,
+            iterations: super::sinkhorn_native(p).1,
+            tol: super::sinkhorn_native(p).2,
         }
     }
 
