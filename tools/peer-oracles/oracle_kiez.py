@@ -56,10 +56,29 @@ def run(reducer, metric, nc, q, g, r):
     return cand_ind, cand_dist, red_dist, top_ind, top_dist
 
 
+def check_public_path(q, g, r):
+    """Self-check: with the query bank itself as the queries, the path above equals kiez's public
+    `Kiez(...).fit(source, target).kneighbors()` bit for bit, for every reducer."""
+    from kiez import Kiez
+
+    for reducer, (make, metric) in REDUCERS.items():
+        nc = 7
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            k = Kiez(algorithm="SklearnNN", algorithm_kwargs={"n_candidates": nc, "metric": metric, "algorithm": "brute"},
+                     hubness=type(make(SklearnNN(n_candidates=nc, metric=metric))), hubness_kwargs=(
+                         {"method": "normal"} if reducer == "mp-normal" else {"method": reducer[3:]} if reducer.startswith("ls-") else {}))
+            k.fit(r, g)
+            dist, ind = k.kneighbors(nc)
+        _, _, _, top_ind, top_dist = run(reducer, metric, nc, r, g, r)
+        assert np.array_equal(ind, top_ind) and np.array_equal(dist, top_dist), reducer
+
+
 def main():
     cases = []
     for set_name, inputs_ref, x in datasets():
         q, g, r = x["queries"], x["gallery"], x["queryBank"]
+        check_public_path(q, g, r)
         n_g, m_q = g.shape[0], r.shape[0]
         full = max(n_g, m_q)
         plan = [
