@@ -240,6 +240,13 @@ function nnnBlock(method: 'nnn' | 'dn'): void {
       const all = norm.scoresSync(x.queries);
       const nG = x.gallery.rows;
       expectClose(`${c.name} scores()`, atCandidates(all.data, nG, c.indices, c.queries, c.k), c.scores);
+      if (method === 'nnn') {
+        // the per-item bias of the augmented gallery [g; −b] is α × the peer's alignment mean
+        const aug = norm.augmentedGallery();
+        expect(norm.augmentedInfo()).toMatchObject({ scale: 1, extra: 1, gated: false });
+        const bias = Float64Array.from({ length: nG }, (_, j) => -aug.data[j * aug.cols + aug.cols - 1]!);
+        expectClose(`${c.name} bias`, bias, c.alignmentMeans.map((m) => c.params.nnnAlpha * m));
+      }
       measured.push(`${c.name}: max |Δscore| ${err.toExponential(2)}`);
     });
   }
