@@ -326,10 +326,7 @@ pub fn fold_tile(isa: Isa, gal: &Packed, panels: std::ops::Range<usize>, bank: &
                     shift[l] = m2;
                     st.m = m2;
                 }
-                let v = super::lse::Variant::detect();
-                for r in 0..bb {
-                    v.add_exp_shifted(&buf[r * PANEL..r * PANEL + valid], beta, &shift[..valid], &mut acc[..valid]);
-                }
+                super::lse::Variant::detect().add_exp_shifted_rows(&buf[..bb * PANEL], bb, PANEL, beta, &shift[..valid], &mut acc[..valid]);
                 for l in 0..valid {
                     fold.lse[rel + l].z = acc[l];
                 }
