@@ -209,15 +209,12 @@ export function resolveOptions(opts: MethodOptions, cosineEmbeddings: boolean, e
 }
 
 function toNativeParams(r: ResolvedOptions): import('./native/index.cjs').NativeParams {
-  return {
-    method: r.method,
-    betaQuery: r.betaQuery ?? 1,
-    betaGallery: r.betaGallery ?? 1,
-    k: r.k,
-    cslsK: r.cslsK,
-    nnnK: r.nnnK,
-    nnnAlpha: r.nnnAlpha,
-  };
+  // Every parameter of the method table by name (generic: a new table entry needs no code here).
+  // A β the method does not read resolves to null; the core still wants a valid number for it.
+  const values: Record<string, number> = {};
+  const all = r as unknown as Record<string, number | null>;
+  for (const spec of PARAM_INFO) values[spec.name] = all[spec.name] ?? spec.default;
+  return { method: r.method, values };
 }
 
 function nm(m: Matrix): import('./native/index.cjs').NativeMatrix {

@@ -12,7 +12,7 @@
  */
 import { DbnormError, callNative } from './errors.js';
 import { type RunOptions, runJob } from './job.js';
-import { methodInfo } from './methods.js';
+import { PARAM_INFO, methodInfo } from './methods.js';
 import { native } from './native.js';
 import { path as checkedPath } from './validate.js';
 import type { Method, ResolvedOptions } from './normalizer.js';
@@ -32,15 +32,11 @@ function checkPath(p: unknown): string {
 /** The resolved options of a normaliser, rebuilt from its stored method and parameters. @internal */
 export function optionsFromNative(p: NativeParams): ResolvedOptions {
   const method = p.method as Method;
-  return {
-    method,
-    betaQuery: uses(method, 'betaQuery') ? p.betaQuery : null,
-    betaGallery: uses(method, 'betaGallery') ? p.betaGallery : null,
-    k: p.k,
-    cslsK: p.cslsK,
-    nnnK: p.nnnK,
-    nnnAlpha: p.nnnAlpha,
-  };
+  const out: Record<string, unknown> = { method };
+  // Every parameter of the method table by name; a cosine-only default (β) of a method that does
+  // not read it is null, as `resolveOptions` gives it.
+  for (const spec of PARAM_INFO) out[spec.name] = spec.defaultCosineOnly && !uses(method, spec.name) ? null : p.values[spec.name];
+  return out as unknown as ResolvedOptions;
 }
 
 /** A loaded native normaliser and its options. @internal */

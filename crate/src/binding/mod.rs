@@ -171,21 +171,32 @@ pub fn similarity(a: Float32Array, a_rows: u32, b: Float32Array, b_rows: u32, di
 // ---------------------------------------------------------------------------------------------
 // normaliser
 
-/// Every method parameter, explicit (the TS facade applies defaults).
+/// A method and its parameters by name (the names of `crate::methods::PARAMS`; the TS facade
+/// applies the table's defaults and passes every parameter). Generic so that a parameter added to
+/// the table needs no binding code.
 #[napi(object)]
 #[derive(Clone)]
 pub struct NativeParams {
     pub method: String,
-    pub beta_query: f64,
-    pub beta_gallery: f64,
-    pub k: u32,
-    pub csls_k: u32,
-    pub nnn_k: u32,
-    pub nnn_alpha: f64,
+    /// Parameter values by TS-facing name (`betaQuery`, `cslsK`, ...). A missing name takes the
+    /// table default; an unknown name or an out-of-range value is `ERR_PARAM`.
+    pub values: std::collections::HashMap<String, f64>,
 }
 
 fn parse_params(p: &NativeParams) -> crate::Result<(Method, Params)> {
-    Ok((Method::parse(&p.method)?, Params { beta_query: p.beta_query, beta_gallery: p.beta_gallery, k: p.k as usize, csls_k: p.csls_k as usize, nnn_k: p.nnn_k as usize, nnn_alpha: p.nnn_alpha }))
+    let method = Method::parse(&p.method)?;
+    let mut params = Params::default();
+    for (name, &v) in &p.values {
+        let spec = crate::methods::param_spec(name).ok_or_else(|| DbError::param(format!("unknown parameter '{name}'")))?;
+        spec.check(v)?;
+        spec.set(&mut params, v);
+    }
+    Ok((method, params))
+}
+
+/// The [`NativeParams`] of a fitted method: every parameter of the table by name.
+pub(crate) fn params_out(method: Method, p: &Params) -> NativeParams {
+    NativeParams { method: method.as_str().to_string(), values: crate::methods::PARAMS.iter().map(|s| (s.name.to_string(), s.get(p))).collect() }
 }
 
 /// A row-major f32 matrix handed over from JS.
