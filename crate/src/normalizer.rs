@@ -513,6 +513,10 @@ impl Normalizer {
         ctl: &Control,
     ) -> Result<Normalizer> {
         params.validate(method)?;
+        if method.info().fit_state.is_some() {
+            // SN / DBSN stream the whole gallery 2·T times in their own fitting step (not block-wise).
+            return Err(Error::param(format!("method '{}' fits state from the whole gallery in memory; keep: 'statistics' (a lean fit) is not supported for it", method.as_str())));
+        }
         let (rq, rg) = method.requests(&params);
         let (n, d) = (gallery.rows, gallery.cols);
         if n == 0 {
