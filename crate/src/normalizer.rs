@@ -514,8 +514,9 @@ impl Normalizer {
     ) -> Result<Normalizer> {
         params.validate(method)?;
         if method.info().fit_state.is_some() {
-            // SN / DBSN stream the whole gallery 2·T times in their own fitting step (not block-wise).
-            return Err(Error::param(format!("method '{}' fits state from the whole gallery in memory; keep: 'statistics' (a lean fit) is not supported for it", method.as_str())));
+            // Its own fitting step (e.g. Sinkhorn's 2T passes over the whole gallery) reads the
+            // prepared gallery in memory; the block-wise lean fit does not provide it.
+            return Err(Error::param(format!("method '{}' cannot be fitted with keep: 'statistics' (its fit needs the whole gallery in memory); use keep: 'all'", method.as_str())));
         }
         let (rq, rg) = method.requests(&params);
         let (n, d) = (gallery.rows, gallery.cols);
