@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::control::Control;
 use crate::error::{Error, Result};
-use crate::gallery::{check_raw_rows, source_err, GalleryView, HalfRows, Lean, LeanGallery, SourceFile};
+use crate::gallery::{check_raw_rows, source_err, GalleryView, HalfRows, Lean, LeanGallery, SourceFile, SourceRef};
 use crate::kernels::half::HalfKind;
 use crate::kernels::dot::dot_rows;
 use crate::kernels::dot::dot_gather;
@@ -471,7 +471,7 @@ impl Normalizer {
         gallery: SourceFile,
         query_bank: Option<MatRef>,
         gallery_bank: Option<MatRef>,
-        bank_sources: (Option<Arc<SourceFile>>, Option<Arc<SourceFile>>),
+        bank_sources: (Option<SourceRef>, Option<SourceRef>),
         ctl: &Control,
     ) -> Result<Normalizer> {
         Self::fit_lean_blocked(method, params, metric, gallery, query_bank, gallery_bank, bank_sources, LEAN_FIT_BLOCK, ctl)
@@ -488,7 +488,7 @@ impl Normalizer {
         gallery: SourceFile,
         query_bank: Option<MatRef>,
         gallery_bank: Option<MatRef>,
-        bank_sources: (Option<Arc<SourceFile>>, Option<Arc<SourceFile>>),
+        bank_sources: (Option<SourceRef>, Option<SourceRef>),
         block: usize,
         ctl: &Control,
     ) -> Result<Normalizer> {
