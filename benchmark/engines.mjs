@@ -63,6 +63,7 @@ const secs = (t0) => (performance.now() - t0) / 1000;
 
 // One temp dir for every table and index; removed however the run ends.
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dbnorm-bench-engines-'));
+let resultFile; // benchmark/results/engines-<date>-<items>-<engines>.json, set when a run starts
 const cleanup = () => fs.rmSync(dir, { recursive: true, force: true });
 for (const sig of ['SIGINT', 'SIGTERM']) {
   process.on(sig, () => {
@@ -203,9 +204,16 @@ if (process.env.RENDER) {
 }
 console.log(markdown(report));
 
+/** Writes the report so far (after every section: a run cut short keeps what it measured). */
+function save(report) {
+  fs.mkdirSync(path.dirname(resultFile), { recursive: true });
+  fs.writeFileSync(resultFile, JSON.stringify(report, null, 2));
+}
+
 async function measureAll() {
-  const report = { date: new Date().toISOString(), cpu: os.cpus()[0]?.model, cores: os.cpus().length, loadavgStart: os.loadavg(), loadavgSamples: [], items: ITEMS, dim: DIM, queries: QUERIES, engines: ENGINES, params: { HNSW_PARTITIONS, HNSW_M, HNSW_EFC, PQ_SUBDIM, knobs: KNOBS }, synthetic: {}, real: {} };
+  const report = { date: new Date().toISOString(), cpu: os.cpus()[0]?.model, cores: os.cpus().length, nice: os.getPriority(), loadavgStart: os.loadavg(), loadavgSamples: [], items: ITEMS, dim: DIM, queries: QUERIES, engines: ENGINES, params: { HNSW_PARTITIONS, HNSW_M, HNSW_EFC, PQ_SUBDIM, knobs: KNOBS }, synthetic: {}, real: {} };
   const sampler = setInterval(() => report.loadavgSamples.push(os.loadavg()[0]), 30000);
+  resultFile = path.join(here, 'results', `engines-${report.date.slice(0, 10)}-${ITEMS}-${ENGINES.join('+')}.json`);
 
   try {
     log(`synthetic gallery ${ITEMS} × ${DIM}; temp dir ${dir}`);
@@ -213,7 +221,10 @@ async function measureAll() {
     const data = syntheticBenchmark({ seed: 3, dim: DIM, gallery: ITEMS, queryBank: 5000, galleryBank: 2000 });
     log(`  generated in ${secs(t0).toFixed(1)} s`);
     const queries = rows(data.queries, 0, Math.min(QUERIES, data.queries.rows));
-    if (BASELINE && ENGINES.includes('usearch')) report.baseline = await baseline(data, queries);
+    if (BASELINE && ENGINES.includes('usearch')) {
+      report.baseline = await baseline(data, queries);
+      save(report);
+    }
     for (const method of (process.env.METHODS ?? 'dual-dis').split(',')) {
       log(`fit ${method}`);
       t0 = performance.now();
@@ -256,6 +267,7 @@ async function measureAll() {
         x.p50Ratio = x.p50 / ref.p50;
       }
       report.synthetic[method] = { recalls, flatIdenticalLists: `${same}/${nf}`, latency: lat };
+      save(report);
     }
 
     const shared = path.resolve(here, '..', '..', 'shared', 'realdata');
@@ -281,6 +293,7 @@ async function measureAll() {
           const want = await norm.search(s.queries, { k: K });
           const { recalls } = await knobs(norm, s.queries, want, `real_${name.replace(/\W/g, '_')}_${method.replace('-', '_')}`);
           report.real[`${name} / ${method}`] = { gallery: s.gallery.rows, dim: s.gallery.cols, queries: s.queries.rows, recalls };
+          save(report);
         }
       }
     }
@@ -288,15 +301,12 @@ async function measureAll() {
     clearInterval(sampler);
     cleanup();
     log(`removed ${dir}`);
-}
-report.loadavgEnd = os.loadavg();
-report.wallSeconds = secs(T0);
-fs.mkdirSync(path.join(here, 'results'), { recursive: true });
-const file = path.join(here, 'results', `engines-${report.date.slice(0, 10)}-${ITEMS}-${ENGINES.join('+')}.json`);
-fs.writeFileSync(file, JSON.stringify(report, null, 2));
-log(`wrote ${file}`);
-return report;
-
+  }
+  report.loadavgEnd = os.loadavg();
+  report.wallSeconds = secs(T0);
+  save(report);
+  log(`wrote ${resultFile}`);
+  return report;
 }
 
 function markdown(report) {
@@ -308,7 +318,7 @@ function markdown(report) {
   const loads = report.loadavgSamples.length ? report.loadavgSamples : [report.loadavgStart[0]];
   const md = [];
   md.push(`## ${report.date} — serving from engines, ${ITEMS} items (npm run bench:engines)`, '');
-  md.push(`- Machine: ${report.cpu}, ${report.cores} cores; shared (1-min load average ${report.loadavgStart[0].toFixed(1)} at the start, ${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)} sampled every 30 s, ${report.loadavgEnd[0].toFixed(1)} at the end; run under \`nice -n 5\`): absolute times are noisy, the ratios within one table are the figures to read. Wall time of the run ${(report.wallSeconds / 60).toFixed(1)} min.`);
+  md.push(`- Machine: ${report.cpu}, ${report.cores} cores; shared (1-min load average ${report.loadavgStart[0].toFixed(1)} at the start, ${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)} sampled every 30 s, ${report.loadavgEnd ? `${report.loadavgEnd[0].toFixed(1)} at the end` : 'run cut short'}; process niceness ${report.nice ?? 'unknown'}): absolute times are noisy, the ratios within one table are the figures to read.${report.wallSeconds ? ` Wall time of the run ${(report.wallSeconds / 60).toFixed(1)} min.` : ''}`);
   md.push(`- Synthetic gallery ${ITEMS} × ${DIM} (planted hubs), query bank 5000, gallery bank 2000, ${QUERIES} queries; recall@10 against norm.search (exact) of the same normaliser; k = 10. "pass q/s": all ${QUERIES} queries in one search call (both passes for DualDIS).`);
   md.push(`- Index parameters: LanceDB IVF-HNSW-SQ ${HNSW_PARTITIONS} partition(s), m ${HNSW_M}, efConstruction ${HNSW_EFC} (l2 space); IVF-PQ √n partitions, ${PQ_SUBDIM}-dim sub-vectors, 8 bits, refineFactor 10; usearch connectivity 16, expansion_add 128.`, '');
   if (report.baseline) {

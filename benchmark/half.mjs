@@ -128,7 +128,7 @@ async function main() {
   const rowsOut = [];
   for (const set of realSets()) rowsOut.push(...(await agreementRows(set, METHODS)));
   const on = online();
-  rowsOut.push(...(await agreementRows(on, ['dual-dis', 'dual-is', 'csls'])));
+  rowsOut.push(...(await agreementRows(on, ['dual-dis'])));
   for (const r of rowsOut) console.error(`${r.set} ${r.method}: ${STORAGES.map((s) => `${s} ${(100 * r[s].identical).toFixed(1)}% identical, overlap ${(100 * r[s].overlap).toFixed(2)}%`).join('; ')}`);
 
   // latency / throughput on online (dual-dis), storages interleaved rep by rep

@@ -14,7 +14,7 @@ use crate::matrix::MatRef;
 use crate::methods::scorer::Scorer;
 use crate::methods::stats::{bank_stats, BankStats, Source, StatsRequest};
 use rayon::prelude::*;
-use crate::methods::{none, Method, MethodState, Params};
+use crate::methods::{none, FitInputs, Method, MethodState, Params};
 
 /// Where similarities come from.
 #[derive(Clone, Debug, PartialEq)]
@@ -123,8 +123,8 @@ impl Normalizer {
                 b.check_finite(name)?;
             }
         }
-        let qb = check_bank(method, query_bank, rq.is_some(), "queryBank", "query-modality embeddings, e.g. training captions")?;
-        let gb = check_bank(method, gallery_bank, rg.is_some(), "galleryBank", "gallery-modality embeddings, e.g. training images")?;
+        let qb = check_bank(method, query_bank, rq.is_some() || method.needs_query_bank(), "queryBank", "query-modality embeddings, e.g. training captions")?;
+        let gb = check_bank(method, gallery_bank, rg.is_some() || method.needs_gallery_bank(), "galleryBank", "gallery-modality embeddings, e.g. training images")?;
         for (b, name) in [(qb, "queryBank"), (gb, "galleryBank")] {
             if let Some(b) = b {
                 if b.cols != gallery.cols {
@@ -145,7 +145,10 @@ impl Normalizer {
             (Some(r), Some(b)) => Some(bank_stats(Source::Embeddings { bank: &gbv, gallery: &g, dim: d }, b.rows, n, r, ctl, "fit:galleryBank")?),
             _ => None,
         };
-        let state = MethodState::default();
+        let state = match method.info().fit_state {
+            Some(f) => f(&params, &FitInputs::Embeddings { gallery: &g, query_bank: &qbv, gallery_bank: &gbv, dim: d }, qs.as_ref(), gs.as_ref(), ctl)?,
+            None => MethodState::default(),
+        };
         let scorer = method.scorer(&params, qs.as_ref(), gs.as_ref(), &state, n);
         let mode = Mode::Embeddings { metric, dim: d };
         let overlap = count_overlap(&mode, &g, &gbv);
@@ -172,14 +175,28 @@ impl Normalizer {
     /// cross-modal) and `gallery_bank_sims` (m_g × n_g, gallery bank × gallery, same modality), on
     /// the same scale as the query × gallery matrices scored later (e.g. ×100 logits).
     pub fn fit_similarities(method: Method, params: Params, query_bank_sims: Option<MatRef>, gallery_bank_sims: Option<MatRef>, gallery_count: Option<usize>, ctl: &Control) -> Result<Normalizer> {
+        Self::fit_similarities_with(method, params, query_bank_sims, gallery_bank_sims, None, gallery_count, ctl)
+    }
+
+    /// [`Self::fit_similarities`] with the query bank × gallery bank matrix `query_gallery_bank_sims`
+    /// (m_q × m_g, cross-modal, bank rows in the order of `query_bank_sims`; read by the methods
+    /// whose descriptor sets `cross_bank_sims`, i.e. DBSN, and validated otherwise).
+    pub fn fit_similarities_with(method: Method, params: Params, query_bank_sims: Option<MatRef>, gallery_bank_sims: Option<MatRef>, query_gallery_bank_sims: Option<MatRef>, gallery_count: Option<usize>, ctl: &Control) -> Result<Normalizer> {
         params.validate(method)?;
         let (rq, rg) = method.requests(&params);
-        for (m, name) in [(query_bank_sims, "queryBankSims"), (gallery_bank_sims, "galleryBankSims")] {
+        for (m, name) in [(query_bank_sims, "queryBankSims"), (gallery_bank_sims, "galleryBankSims"), (query_gallery_bank_sims, "queryBankGalleryBankSims")] {
             if let Some(m) = m {
                 m.check_finite(name)?;
             }
         }
-        let qs_in = check_bank(method, query_bank_sims, rq.is_some(), "queryBankSims", "query bank × gallery similarities")?;
+        let cross = method.info().cross_bank_sims;
+        let qs_in = check_bank(method, query_bank_sims, rq.is_some() || method.needs_query_bank(), "queryBankSims", "query bank × gallery similarities")?;
+        let hs_in = check_bank(method, query_gallery_bank_sims, cross, "queryBankGalleryBankSims", "query bank × gallery bank similarities, m_q × m_g")?;
+        if let (Some(q), Some(h)) = (query_bank_sims, query_gallery_bank_sims) {
+            if h.rows > 0 && q.rows > 0 && h.rows != q.rows {
+                return Err(Error::shape(format!("queryBankGalleryBankSims has {} rows, queryBankSims has {} (both are query-bank rows)", h.rows, q.rows)));
+            }
+        }
         let gs_in = check_bank(method, gallery_bank_sims, rg.is_some(), "galleryBankSims", "gallery bank × gallery similarities")?;
         let mut n: Option<usize> = gallery_count;
         // Every given matrix fixes the gallery size, used by the method or not (`none` from matrices).
@@ -205,7 +222,10 @@ impl Normalizer {
             (Some(r), Some(m)) => Some(bank_stats(Source::Sims { sims: m.data }, m.rows, n, r, ctl, "fit:galleryBank")?),
             _ => None,
         };
-        let state = MethodState::default();
+        let state = match method.info().fit_state {
+            Some(f) => f(&params, &FitInputs::Similarities { n_gallery: n, query_bank_sims: qs_in, gallery_bank_sims: gs_in, query_gallery_bank_sims: hs_in }, qs.as_ref(), gs.as_ref(), ctl)?,
+            None => MethodState::default(),
+        };
         let scorer = method.scorer(&params, qs.as_ref(), gs.as_ref(), &state, n);
         Ok(Normalizer {
             method,
@@ -493,6 +513,12 @@ impl Normalizer {
         ctl: &Control,
     ) -> Result<Normalizer> {
         params.validate(method)?;
+        if method.info().fit_state.is_some() {
+            return Err(Error::param(format!(
+                "method '{}' fits its state over the whole gallery in memory; keep: 'statistics' is not available for it (use keep: 'all')",
+                method.as_str()
+            )));
+        }
         let (rq, rg) = method.requests(&params);
         let (n, d) = (gallery.rows, gallery.cols);
         if n == 0 {

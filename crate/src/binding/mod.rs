@@ -225,6 +225,8 @@ pub struct NativeFitInput {
     pub query_bank_sims: Option<NativeMatrix>,
     pub gallery_bank_sims: Option<NativeMatrix>,
     pub gallery_count: Option<u32>,
+    /// Similarity mode: query bank × gallery bank (m_q × m_g, cross-modal; DBSN).
+    pub query_bank_gallery_bank_sims: Option<NativeMatrix>,
     /// `keep: 'statistics'` ("statistics") or the default "all" (see `large::fit_lean`).
     pub keep: Option<String>,
     /// Lean fit: the `.npy` files the gallery and the banks are read from (a bank path replaces its matrix).
@@ -286,7 +288,10 @@ fn fit_impl(input: &NativeFitInput, params: &NativeParams, ctl: &Control) -> cra
     }
     let n = match fit_source(input)? {
         FitSource::Embeddings { metric, gallery, query_bank, gallery_bank } => Normalizer::fit_embeddings(method, p, metric, gallery, query_bank, gallery_bank, ctl),
-        FitSource::Similarities { query_bank_sims, gallery_bank_sims, gallery_count } => Normalizer::fit_similarities(method, p, query_bank_sims, gallery_bank_sims, gallery_count, ctl),
+        FitSource::Similarities { query_bank_sims, gallery_bank_sims, gallery_count } => {
+            let cross = opt_view(&input.query_bank_gallery_bank_sims, "queryBankGalleryBankSims")?;
+            Normalizer::fit_similarities_with(method, p, query_bank_sims, gallery_bank_sims, cross, gallery_count, ctl)
+        }
     }?;
     large::apply_storage(n, input.gallery_storage.as_deref())
 }
