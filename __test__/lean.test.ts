@@ -97,6 +97,8 @@ describe("keep: 'statistics'", () => {
     expect(await codeOfAsync(() => Normalizer.fit({ gallery: g, queryBank: qb }, { method: 'is', keep: 'statistics' }))).toBe('ERR_PARAM');
     expect(codeOf(() => Normalizer.fitSync({ gallery: f('g.npy'), queryBank: qb }, { method: 'is', keep: 'statistics', galleryStorage: 'float16' }))).toBe('ERR_PARAM');
     expect(codeOf(() => Normalizer.fitSync({ gallery: f('g.npy'), queryBank: qb }, { method: 'is', keep: 'everything' as 'all' }))).toBe('ERR_PARAM');
+    // a method that fits a state over the whole gallery (Sinkhorn) is refused, not approximated
+    expect(await codeOfAsync(() => Normalizer.fit({ gallery: f('g.npy'), queryBank: f('qb.npy'), galleryBank: f('gb.npy') }, { method: 'dual-sn', keep: 'statistics' }))).toBe('ERR_PARAM');
   });
 
   it('a changed gallery file is refused at search (ERR_SOURCE) and on load (ERR_SOURCE)', async () => {
