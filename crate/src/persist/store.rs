@@ -70,8 +70,9 @@ pub fn encode(n: &Normalizer) -> Option<(u8, Vec<f32>)> {
         return Some((FLAG_LEAN, words(out)));
     }
     if let Some(h) = &n.half {
-        let bytes: Vec<u8> = h.data.iter().flat_map(|v| v.to_le_bytes()).collect();
-        return Some((if h.kind == HalfKind::F16 { FLAG_F16 } else { FLAG_BF16 }, words(bytes)));
+        // Two values per word, low half first (no byte copy of a possibly large gallery).
+        let w: Vec<f32> = h.data.chunks(2).map(|p| f32::from_bits(p[0] as u32 | (p.get(1).copied().unwrap_or(0) as u32) << 16)).collect();
+        return Some((if h.kind == HalfKind::F16 { FLAG_F16 } else { FLAG_BF16 }, w));
     }
     None
 }
@@ -119,23 +120,32 @@ impl<'a> Cursor<'a> {
 /// and the header flags. `ERR_FORMAT` for an inconsistent record, `ERR_SOURCE` for a lean gallery
 /// whose source file is missing or changed.
 pub fn decode(n: &mut Normalizer, flags: u8, section: &[f32], metric: Metric, dim: usize, name: &str) -> Result<()> {
-    let bytes = bytes_of(section);
     let count = n.n_gallery.checked_mul(dim).ok_or_else(|| fmt_err(name, "inconsistent file: n_gallery·dim overflows"))?;
     match flags & STORE_FLAGS {
         FLAG_F16 | FLAG_BF16 => {
             let kind = if flags & FLAG_F16 != 0 { HalfKind::F16 } else { HalfKind::Bf16 };
-            if bytes.len() != (2 * count).div_ceil(4) * 4 || bytes[2 * count..].iter().any(|&b| b != 0) {
-                return Err(fmt_err(name, format!("inconsistent file: the {} gallery holds {} bytes, expected {} values", kind.as_str(), bytes.len(), count)));
+            // Two values per word, low half first; no intermediate copies (the gallery may be large).
+            if section.len() != count.div_ceil(2) || (count % 2 == 1 && section[section.len() - 1].to_bits() >> 16 != 0) {
+                return Err(fmt_err(name, format!("inconsistent file: the {} gallery holds {} words, expected {} values", kind.as_str(), section.len(), count)));
             }
-            let data: Vec<u16> = bytes[..2 * count].chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
-            let h = HalfRows { kind, dim, data };
-            if h.to_f32().iter().any(|v| !v.is_finite()) {
+            let mut data = Vec::new();
+            data.try_reserve_exact(count).map_err(|e| Error::new(ErrorCode::Io, format!("{name}: cannot allocate the gallery: {e}")))?;
+            for w in section {
+                let b = w.to_bits();
+                data.push(b as u16);
+                data.push((b >> 16) as u16);
+            }
+            data.truncate(count);
+            // Non-finite: every exponent bit set (f16: 5 bits 0x7C00; bf16: 8 bits 0x7F80).
+            let exp = if kind == HalfKind::F16 { 0x7C00 } else { 0x7F80 };
+            if data.iter().any(|&v| v & exp == exp) {
                 return Err(fmt_err(name, "inconsistent file: a non-finite half-precision gallery value"));
             }
-            n.half = Some(Arc::new(h));
+            n.half = Some(Arc::new(HalfRows { kind, dim, data }));
             Ok(())
         }
         FLAG_LEAN => {
+            let bytes = bytes_of(section);
             let mut c = Cursor { b: &bytes, name };
             if c.u32()? != 1 {
                 return Err(fmt_err(name, "inconsistent file: unknown gallery source record version"));
