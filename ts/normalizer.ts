@@ -361,7 +361,10 @@ async function mapPaths(data: FitData): Promise<FitData> {
 
 function mapPathsSync(data: FitData): FitData {
   if (data === null || typeof data !== 'object') return data;
-  const out: Record<string, unknown> = { ...data };
+  // Read through the validating accessor (a hostile getter or proxy gives a coded error).
+  const d = options<FitData>('fit data', data, FIT_DATA_KEYS, false) as FitData;
+  if (typeof d.gallery !== 'string' && typeof d.queryBank !== 'string' && typeof d.galleryBank !== 'string') return d;
+  const out: Record<string, unknown> = { ...d };
   for (const key of ['gallery', 'queryBank', 'galleryBank'] as const) {
     const v = out[key];
     if (typeof v === 'string') out[key] = readNpySync(v, { mmap: true });
