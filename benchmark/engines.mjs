@@ -62,9 +62,14 @@ const log = (...a) => console.error(`[${new Date().toISOString().slice(11, 19)} 
 const secs = (t0) => (performance.now() - t0) / 1000;
 
 // One temp dir for every table and index; removed however the run ends.
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dbnorm-bench-engines-'));
+let dir = null; // made when measuring starts
 let resultFile; // benchmark/results/engines-<date>-<items>-<engines>.json, set when a run starts
-const cleanup = () => fs.rmSync(dir, { recursive: true, force: true });
+const cleanup = () => {
+  if (dir !== null) fs.rmSync(dir, { recursive: true, force: true });
+  dir = null;
+};
+// Also on an uncaught error ('exit' runs after it), so no run leaves its tables behind.
+process.on('exit', cleanup);
 for (const sig of ['SIGINT', 'SIGTERM']) {
   process.on(sig, () => {
     log(`${sig}: removing ${dir}`);
@@ -198,7 +203,6 @@ let report;
 if (process.env.RENDER) {
   // RENDER=benchmark/results/engines-….json: print the Markdown of a saved run (nothing is measured).
   report = JSON.parse(fs.readFileSync(process.env.RENDER, 'utf8'));
-  cleanup();
 } else {
   report = await measureAll();
 }
@@ -211,6 +215,7 @@ function save(report) {
 }
 
 async function measureAll() {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dbnorm-bench-engines-'));
   const report = { date: new Date().toISOString(), cpu: os.cpus()[0]?.model, cores: os.cpus().length, nice: os.getPriority(), loadavgStart: os.loadavg(), loadavgSamples: [], items: ITEMS, dim: DIM, queries: QUERIES, engines: ENGINES, params: { HNSW_PARTITIONS, HNSW_M, HNSW_EFC, PQ_SUBDIM, knobs: KNOBS }, synthetic: {}, real: {} };
   const sampler = setInterval(() => report.loadavgSamples.push(os.loadavg()[0]), 30000);
   resultFile = path.join(here, 'results', `engines-${report.date.slice(0, 10)}-${ITEMS}-${ENGINES.join('+')}.json`);
@@ -299,8 +304,8 @@ async function measureAll() {
     }
   } finally {
     clearInterval(sampler);
+    log(`removing ${dir}`);
     cleanup();
-    log(`removed ${dir}`);
   }
   report.loadavgEnd = os.loadavg();
   report.wallSeconds = secs(T0);
