@@ -96,10 +96,15 @@ const pct = (xs, p) => {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 };
 
-/** Sequential requests of `batch` queries: p50 / p99 latency (ms) and queries per second. */
+/**
+ * Sequential requests of `batch` queries: p50 / p99 latency (ms), queries per second, and the
+ * process's CPU time per query (ms, all threads: the engines' pools included) — the figure a loaded
+ * machine distorts least, since wall time there includes waiting for a core.
+ */
 async function latency(search, queries, batch, n) {
   const times = [];
   for (let w = 0; w < 3; w++) await search(rows(queries, 0, batch));
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   for (let r = 0; r < n; r++) {
     const from = (r * batch) % (queries.rows - batch);
@@ -108,7 +113,8 @@ async function latency(search, queries, batch, n) {
     times.push(performance.now() - s);
   }
   const total = (performance.now() - t0) / 1000;
-  return { batch, requests: n, p50: pct(times, 50), p99: pct(times, 99), qps: (n * batch) / total };
+  const cpu = process.cpuUsage(cpu0);
+  return { batch, requests: n, p50: pct(times, 50), p99: pct(times, 99), qps: (n * batch) / total, cpuMsPerQuery: (cpu.user + cpu.system) / 1000 / (n * batch) };
 }
 
 /** Recall of one knob setting, with the throughput of the recall pass (all queries in one call). */
@@ -263,7 +269,7 @@ async function measureAll() {
         for (const [batch, n] of [[1, name.startsWith('LanceDB flat') ? Math.min(LAT1, 50) : LAT1], [32, name.startsWith('LanceDB flat') ? Math.min(LAT32, 5) : LAT32]]) {
           lat.push({ contender: name, ...(await latency(f, data.queries, batch, n)) });
           const x = lat.at(-1);
-          log(`  ${name}, batch ${batch}: p50 ${x.p50.toFixed(2)} ms, p99 ${x.p99.toFixed(2)} ms, ${x.qps.toFixed(0)} q/s`);
+          log(`  ${name}, batch ${batch}: p50 ${x.p50.toFixed(2)} ms, p99 ${x.p99.toFixed(2)} ms, ${x.qps.toFixed(0)} q/s, CPU ${x.cpuMsPerQuery.toFixed(2)} ms/query`);
         }
       }
       for (const x of lat) {
@@ -328,27 +334,28 @@ function markdown(report) {
   md.push(`- Index parameters: LanceDB IVF-HNSW-SQ ${HNSW_PARTITIONS} partition(s), m ${HNSW_M}, efConstruction ${HNSW_EFC} (l2 space); IVF-PQ √n partitions, ${PQ_SUBDIM}-dim sub-vectors, 8 bits, refineFactor 10; usearch connectivity 16, expansion_add 128.`, '');
   if (report.baseline) {
     md.push(`**Baseline: the raw gallery** (no normalisation, cosine; usearch HNSW f32 against exact raw search) — ${report.baseline.map((x) => `${x.knob}: ${f3(x.recall)}`).join('; ')} (build ${report.baseline[0].build} s).`, '');
-}
-for (const [method, r] of Object.entries(report.synthetic)) {
-  md.push(`**${method}, ${ITEMS} items** (engines: ${ENGINES.join(', ')})${r.flatIdenticalLists !== '0/0' ? ` — flat LanceDB table: top-10 lists identical to norm.search for ${r.flatIdenticalLists} queries` : ''}`, '');
-  md.push('| engine | knob | recall@10 | pass q/s | build (s) |', '|---|---|---|---|---|');
-  for (const x of r.recalls) md.push(`| ${x.engine} | ${x.knob} | ${f3(x.recall)} | ${x.passQps.toFixed(0)} | ${x.build} |`);
-  md.push('', '| contender | batch | p50 (ms) | p99 (ms) | queries/s | q/s ÷ norm.search | p50 ÷ norm.search |', '|---|---|---|---|---|---|---|');
-  for (const x of r.latency) md.push(`| ${x.contender} | ${x.batch} | ${x.p50.toFixed(2)} | ${x.p99.toFixed(2)} | ${x.qps.toFixed(0)} | ${x.qpsRatio.toFixed(2)} | ${x.p50Ratio.toFixed(2)} |`);
-  md.push('');
-}
-if (Object.keys(report.real).length) {
-  md.push('**Real sets** — recall@10 against norm.search at the three knob settings (low / mid / high):', '');
-  const names = Object.keys(report.real);
-  const engines = [...new Set(names.flatMap((n) => report.real[n].recalls.map((x) => x.engine.replace(/ \(\d+ partitions?,.*\)$/, ''))))];
-  md.push(`| set / method (gallery × d) | ${engines.join(' | ')} |`, `|---|${engines.map(() => '---').join('|')}|`);
-  for (const n of names) {
-    const r = report.real[n];
-    const cell = (e) => r.recalls.filter((x) => x.engine.replace(/ \(\d+ partitions?,.*\)$/, '') === e).map((x) => f3(x.recall)).join(' / ');
-    md.push(`| ${n} (${r.gallery} × ${r.dim}) | ${engines.map(cell).join(' | ')} |`);
   }
-  const knobsOf = (e) => report.real[names[0]].recalls.filter((x) => x.engine.startsWith(e)).map((x) => x.knob);
-  md.push('', `Knobs: HNSW-SQ ${knobsOf('LanceDB IVF-HNSW-SQ').join(' / ')}; IVF-PQ (√n partitions) per set: ${names.map((n) => `${n} ${report.real[n].recalls.filter((x) => x.engine.startsWith('LanceDB IVF-PQ')).map((x) => x.knob.replace('nprobes ', '')).join('/')} of ${pqPartitions(report.real[n].gallery)}`).join('; ')}; usearch ${knobsOf('usearch HNSW f32').join(' / ')}.`, '');
-}
-return md.join('\n');
+  for (const [method, r] of Object.entries(report.synthetic)) {
+    md.push(`**${method}, ${ITEMS} items** (engines: ${ENGINES.join(', ')})${r.flatIdenticalLists !== '0/0' ? ` — flat LanceDB table: top-10 lists identical to norm.search for ${r.flatIdenticalLists} queries` : ''}`, '');
+    md.push('| engine | knob | recall@10 | pass q/s | build (s) |', '|---|---|---|---|---|');
+    for (const x of r.recalls) md.push(`| ${x.engine} | ${x.knob} | ${f3(x.recall)} | ${x.passQps.toFixed(0)} | ${x.build} |`);
+    const cpu = r.latency.some((x) => x.cpuMsPerQuery !== undefined);
+    md.push('', `| contender | batch | p50 (ms) | p99 (ms) | queries/s | q/s ÷ norm.search | p50 ÷ norm.search |${cpu ? ' CPU ms / query |' : ''}`, `|---|---|---|---|---|---|---|${cpu ? '---|' : ''}`);
+    for (const x of r.latency) md.push(`| ${x.contender} | ${x.batch} | ${x.p50.toFixed(2)} | ${x.p99.toFixed(2)} | ${x.qps.toFixed(0)} | ${x.qpsRatio.toFixed(2)} | ${x.p50Ratio.toFixed(2)} |${cpu ? ` ${x.cpuMsPerQuery.toFixed(2)} |` : ''}`);
+    md.push('');
+  }
+  if (Object.keys(report.real).length) {
+    md.push('**Real sets** — recall@10 against norm.search at the three knob settings (low / mid / high):', '');
+    const names = Object.keys(report.real);
+    const engines = [...new Set(names.flatMap((n) => report.real[n].recalls.map((x) => x.engine.replace(/ \(\d+ partitions?,.*\)$/, ''))))];
+    md.push(`| set / method (gallery × d) | ${engines.join(' | ')} |`, `|---|${engines.map(() => '---').join('|')}|`);
+    for (const n of names) {
+      const r = report.real[n];
+      const cell = (e) => r.recalls.filter((x) => x.engine.replace(/ \(\d+ partitions?,.*\)$/, '') === e).map((x) => f3(x.recall)).join(' / ');
+      md.push(`| ${n} (${r.gallery} × ${r.dim}) | ${engines.map(cell).join(' | ')} |`);
+    }
+    const knobsOf = (e) => report.real[names[0]].recalls.filter((x) => x.engine.startsWith(e)).map((x) => x.knob);
+    md.push('', `Knobs: HNSW-SQ ${knobsOf('LanceDB IVF-HNSW-SQ').join(' / ')}; IVF-PQ (√n partitions) per set: ${names.map((n) => `${n} ${report.real[n].recalls.filter((x) => x.engine.startsWith('LanceDB IVF-PQ')).map((x) => x.knob.replace('nprobes ', '')).join('/')} of ${pqPartitions(report.real[n].gallery)}`).join('; ')}; usearch ${knobsOf('usearch HNSW f32').join(' / ')}.`, '');
+  }
+  return md.join('\n');
 }
