@@ -5,7 +5,8 @@
 //    recall@10 of each engine against norm.search (exact) at three settings of its search knob,
 //    with the throughput of that recall pass (all QUERIES in one call), and latency (p50 / p99 per
 //    request, one request in flight) and throughput (queries/s) at batch 1 and batch 32 next to
-//    norm.search on the same gallery, with the ratios engine ÷ norm.search of the same run.
+//    norm.search on the same gallery, with the ratios engine ÷ norm.search of the same run and the
+//    process's CPU time per query (the figure a loaded machine distorts least).
 //    A baseline row gives usearch's recall on the raw gallery (no normalisation, cosine) with the
 //    same graph parameters: how hard the data set is for a graph index before dbnorm touches it.
 // 2. The shared real sets (../shared/realdata): the same recall figures per set and method.
