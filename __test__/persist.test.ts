@@ -10,7 +10,7 @@ import { randomMatrix } from './helpers.js';
 const dir = mkdtempSync(path.join(os.tmpdir(), 'dbnorm-persist-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const HEADER_LEN = 264; // documented in crate/src/persist.rs
+const HEADER_LEN = 280; // format version 3, documented in crate/src/persist/mod.rs
 
 const NG = 300;
 const D = 16;
@@ -175,7 +175,7 @@ describe('Normalizer.save / Normalizer.load', () => {
     writeFileSync(t, v);
     const ev = thrown(() => Normalizer.loadSync(t));
     expect(ev.code).toBe('ERR_FORMAT');
-    expect(ev.message).toContain('unsupported format version 2 (this build reads 1)');
+    expect(ev.message).toContain('unsupported format version 2 (this build reads 1 and 3)');
     const w = Buffer.from(bytes);
     w.writeUInt32BE(0x0a0b0c0d, 12);
     writeFileSync(t, w);
