@@ -107,7 +107,8 @@ describe.each(METHOD_INFO.map((m) => [m.id, m] as const))('method %s through eve
   it('similarity mode: refused with ERR_PARAM naming the method when embeddings-only, else fit/search/save/load', async () => {
     const qbs = randomMatrix(40, gallery.rows, 21);
     const gbs = randomMatrix(30, gallery.rows, 22);
-    const fit = () => Normalizer.fitSimilaritiesSync({ queryBankSims: qbs, galleryBankSims: gbs }, { method, ...allParams(id) } as never);
+    const cross = info.crossBankSims ? { queryBankGalleryBankSims: randomMatrix(40, 30, 26) } : {};
+    const fit = () => Normalizer.fitSimilaritiesSync({ queryBankSims: qbs, galleryBankSims: gbs, ...cross } as never, { method, ...allParams(id) } as never);
     if (info.embeddingsOnly) {
       expect(code(fit)).toMatch(new RegExp(`^ERR_PARAM: method '${id}' needs embeddings`));
       return;

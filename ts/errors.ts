@@ -17,6 +17,7 @@
  * | `ERR_PARTIAL` | the operation needs a full normaliser but got a partial one (one shard of a fit; merge the parts first) |
  * | `ERR_MERGE` | partial normalisers cannot be merged: they overlap, leave rows uncovered, or disagree (method, β, metric, dimension, totals) |
  * | `ERR_UNSUPPORTED` | the method cannot do this by its nature (its descriptor says so): augmented vectors / vector-database serving of a method that is not bias-reducible (re-rank candidates instead), `addGallery` of a gallery-dependent method in similarity mode (fit again), a sharded fit of a method whose fitted data do not merge |
+ * | `ERR_SOURCE` | a lean normaliser's (`keep: 'statistics'`) gallery or bank source file is missing, unreadable or changed since the fit, or `addGallery` needs banks it does not reference |
  *
  * @module
  */
@@ -36,7 +37,8 @@ export type ErrorCode =
   | 'ERR_NO_BINDING'
   | 'ERR_PARTIAL'
   | 'ERR_MERGE'
-  | 'ERR_UNSUPPORTED';
+  | 'ERR_UNSUPPORTED'
+  | 'ERR_SOURCE';
 
 const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'ERR_SHAPE',
@@ -53,6 +55,7 @@ const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'ERR_PARTIAL',
   'ERR_MERGE',
   'ERR_UNSUPPORTED',
+  'ERR_SOURCE',
 ]);
 
 /**

@@ -51,6 +51,10 @@ export interface MethodInfo {
   readonly galleryDependent: boolean;
   /** A fit splits into shards that merge exactly (`shard` fit option, `dbnorm fit --shard`). */
   readonly shardable: boolean;
+  /** Similarity mode: needs `queryBankGalleryBankSims` (query bank × gallery bank) instead of `galleryBankSims` (DBSN). */
+  readonly crossBankSims: boolean;
+  /** `tune` can search its parameters (the Sinkhorn methods cannot be tuned yet). */
+  readonly tunable: boolean;
 }
 
 const table = native.methodTable();

@@ -140,16 +140,6 @@ export interface TuneResult {
 const DATA_KEYS = new Set(['queryBank', 'galleryBank', 'metric']);
 const OPTION_KEYS = new Set(['methods', 'metric', 'pairs', 'grid', 'folds', 'holdout', 'refine', 'seed', 'maxBlockMB', 'signal', 'onProgress']);
 const GRID_KEYS = ['betaQuery', 'betaGallery', 'k', 'cslsK', 'nnnK', 'nnnAlpha'] as const;
-
-/**
- * The methods the tuner scores: those whose fitted data are bank statistics alone and whose
- * parameters are all on the grid (the descriptor's `shardable` says the former). Methods with their
- * own state, gallery dependence or vector transforms (issue 13's DN, SN, InvGC, ...) are not tuned.
- */
-const TUNABLE: readonly Method[] = METHODS.filter((m) => {
-  const info = methodInfo(m)!;
-  return info.shardable && info.params.every((p) => (GRID_KEYS as readonly string[]).includes(p));
-});
 const DEFAULT_GRID: Required<TuneGrid> = {
   betaQuery: [1, 2, 5, 10, 20, 50, 100, 200],
   betaGallery: [0.5, 1, 2, 5, 10, 20, 50, 100],
@@ -208,7 +198,7 @@ function pairsCsr(pairs: TunePairs, mq: number, mg: number): { offsets: Uint32Ar
 
 function paramsOf(method: Method, p: { betaQuery: number; betaGallery: number; k: number; cslsK: number; nnnK: number; nnnAlpha: number }): TunedParams {
   const out: TunedParams = {};
-  for (const key of TUNED_KEYS[method]) (out as Record<string, number>)[key] = p[key];
+  for (const key of TUNED_KEYS[method]) (out as Record<string, number>)[key] = (p as Record<string, number>)[key]!;
   return out;
 }
 
@@ -245,12 +235,9 @@ export async function tune(data: TuneData, opts: TuneOptions): Promise<TuneResul
   const qb = bankMatrix(data.queryBank, 'query', 'embeddings', 'queryBank');
   const gb = bankMatrix(data.galleryBank, 'gallery', 'embeddings', 'galleryBank');
   if (qb.cols !== gb.cols) throw new DbnormError('ERR_SHAPE', `queryBank has dim ${qb.cols}, galleryBank has dim ${gb.cols}`);
-  const methods = (opts.methods ?? TUNABLE.filter((m) => m !== 'none')).slice();
+  const methods = (opts.methods ?? METHODS.filter((m) => m !== 'none' && methodInfo(m)!.tunable)).slice();
   if (!Array.isArray(methods) || methods.length === 0) throw new DbnormError('ERR_PARAM', 'methods must be a non-empty list');
   for (const m of methods) if (!METHODS.includes(m)) throw new DbnormError('ERR_PARAM', `unknown method '${String(m)}' (expected one of ${METHODS.join(', ')})`);
-  for (const m of methods) {
-    if (!TUNABLE.includes(m)) throw new DbnormError('ERR_PARAM', `method '${m}' cannot be tuned: tune searches the methods scored from bank statistics alone (${TUNABLE.join(', ')})`);
-  }
   const objective = opts.metric ?? 'R@1';
   if (typeof objective !== 'string') throw new DbnormError('ERR_PARAM', 'metric must be a string such as R@1');
   const grid: Required<TuneGrid> = { ...DEFAULT_GRID };

@@ -33,6 +33,9 @@ pub enum ErrorCode {
     /// vectors of a method that is not bias-reducible, `addGallery` of a gallery-dependent method
     /// in similarity mode, a sharded fit of a method whose fitted data do not merge.
     Unsupported,
+    /// A lean normaliser's referenced source file (gallery or bank `.npy`) is missing, unreadable or
+    /// changed since the fit, or the operation needs a source it does not reference.
+    Source,
 }
 
 impl ErrorCode {
@@ -50,6 +53,7 @@ impl ErrorCode {
             ErrorCode::Partial => "ERR_PARTIAL",
             ErrorCode::Merge => "ERR_MERGE",
             ErrorCode::Unsupported => "ERR_UNSUPPORTED",
+            ErrorCode::Source => "ERR_SOURCE",
         }
     }
 }

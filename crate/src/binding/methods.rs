@@ -38,6 +38,10 @@ pub struct NativeMethodInfo {
     pub gallery_dependent: bool,
     /// Whether a fit can be sharded and merged (`crate::shard::check_shardable`).
     pub shardable: bool,
+    /// Similarity mode: needs the query bank × gallery bank matrix instead of galleryBankSims (DBSN).
+    pub cross_bank_sims: bool,
+    /// Whether `tune` can search its parameters.
+    pub tunable: bool,
 }
 
 /// The registry: every method (table order) and every parameter.
@@ -65,6 +69,8 @@ pub fn method_table() -> NativeMethodTable {
                 embeddings_only: m.embeddings_only,
                 gallery_dependent: m.gallery_dependent,
                 shardable: crate::methods::Method::parse(m.id).is_ok_and(|x| crate::shard::check_shardable(x).is_ok()),
+                cross_bank_sims: m.cross_bank_sims,
+                tunable: crate::methods::Method::parse(m.id).is_ok_and(crate::tune::tunable),
             })
             .collect(),
         params: PARAMS
