@@ -4,7 +4,7 @@ import path from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { DbnormError, METHODS, type Method, Normalizer } from '../dist/index.js';
+import { DbnormError, METHODS, METHOD_INFO, PARAM_INFO, type Method, Normalizer } from '../dist/index.js';
 import { randomMatrix } from './helpers.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'dbnorm-persist-'));
@@ -34,16 +34,21 @@ interface Case {
 function cases(): Case[] {
   const out: Case[] = [];
   for (const method of METHODS) {
+    const info = METHOD_INFO.find((m) => m.id === method)!;
     const extra = { k: 3, cslsK: 5, nnnK: 7, nnnAlpha: 0.6 };
+    // Off cosine embeddings every cosine-only default (β, τ) is required: the method's own, from the table.
+    const required = Object.fromEntries(PARAM_INFO.filter((p) => p.defaultCosineOnly && info.params.includes(p.name)).map((p) => [p.name, p.default]));
     out.push({ label: `${method}/cosine`, norm: Normalizer.fitSync({ gallery, queryBank, galleryBank }, { method, ...extra, leakGuard: 'off' }), input: queries });
     out.push({
       label: `${method}/dot`,
-      norm: Normalizer.fitSync({ gallery, queryBank, galleryBank, metric: 'dot' }, { method, betaQuery: 2.5, betaGallery: 0.7, ...extra, leakGuard: 'off' }),
+      norm: Normalizer.fitSync({ gallery, queryBank, galleryBank, metric: 'dot' }, { method, ...required, betaQuery: 2.5, betaGallery: 0.7, ...extra, leakGuard: 'off' }),
       input: queries,
     });
+    if (info.embeddingsOnly) continue;
+    const cross = info.crossBankSims ? { queryBankGalleryBankSims: randomMatrix(queryBank.rows, galleryBank.rows, 31) } : {};
     out.push({
       label: `${method}/similarities`,
-      norm: Normalizer.fitSimilaritiesSync({ queryBankSims: qbSims, galleryBankSims: gbSims }, { method, betaQuery: 0.2, betaGallery: 0.05, ...extra }),
+      norm: Normalizer.fitSimilaritiesSync({ queryBankSims: qbSims, galleryBankSims: gbSims, ...cross } as never, { method, ...required, betaQuery: 0.2, betaGallery: 0.05, ...extra }),
       input: qSims,
     });
   }
@@ -116,10 +121,12 @@ describe('Normalizer.save / Normalizer.load', () => {
     const n = Normalizer.fitSync({ gallery, queryBank }, { method: 'nnn', nnnK: 33, nnnAlpha: 0.1 + 0.2, leakGuard: 'off' });
     await n.save(f);
     const m = await Normalizer.load(f);
-    expect(m.options).toEqual({ method: 'nnn', betaQuery: null, betaGallery: null, k: 1, cslsK: 10, nnnK: 33, nnnAlpha: 0.1 + 0.2 });
+    expect(m.options).toEqual(n.options);
+    expect(m.options).toMatchObject({ method: 'nnn', betaQuery: null, betaGallery: null, k: 1, cslsK: 10, nnnK: 33, nnnAlpha: 0.1 + 0.2 });
     const is = Normalizer.fitSimilaritiesSync({ queryBankSims: qbSims }, { method: 'is', betaQuery: 1 / 3 });
     is.saveSync(f);
-    expect(Normalizer.loadSync(f).options).toEqual({ method: 'is', betaQuery: 1 / 3, betaGallery: null, k: 1, cslsK: 10, nnnK: 128, nnnAlpha: 0.75, tau: null, iterations: 10, tol: 0 });
+    expect(Normalizer.loadSync(f).options).toEqual(is.options);
+    expect(is.options).toMatchObject({ method: 'is', betaQuery: 1 / 3, betaGallery: null, k: 1, cslsK: 10, nnnK: 128, nnnAlpha: 0.75 });
   });
 
   it('overwrites an existing file', async () => {
