@@ -26,7 +26,7 @@ export function capabilityTable() {
   ];
   for (const m of METHOD_INFO) {
     const banks = m.queryBank ? (m.galleryBank ? 'query + gallery' : 'query') : '–';
-    const inputs = m.embeddingsOnly ? 'embeddings only' : 'embeddings or similarities';
+    const inputs = m.embeddingsOnly ? 'embeddings only' : m.crossBankSims ? 'embeddings or similarities (then also query bank × gallery bank)' : 'embeddings or similarities';
     const serve = m.biasReducible ? `exactly (augmented vectors, +${m.augmentedColumns} column${m.augmentedColumns > 1 ? 's' : ''})` : 'no: re-rank candidates (`rerank`)';
     const add = m.galleryDependent ? 'refits (embeddings); similarity mode: `ERR_UNSUPPORTED`' : 'appends';
     lines.push(`| \`${m.id}\` | ${banks} | ${inputs} | ${serve} | ${add} | ${m.shardable ? 'yes' : 'no (`ERR_UNSUPPORTED`)'} | ${m.params.map((p) => `\`${p}\``).join(', ') || '–'} |`);
