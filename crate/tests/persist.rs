@@ -92,6 +92,7 @@ fn fixtures() -> Vec<Fixture> {
     let qb_sims: Vec<f32> = random(MQ * NG, 5).iter().map(|v| v * 30.0).collect();
     let gb_sims: Vec<f32> = random(MG * NG, 6).iter().map(|v| v * 30.0).collect();
     let q_sims: Vec<f32> = random(NQ * NG, 7).iter().map(|v| v * 30.0).collect();
+    let qg_sims: Vec<f32> = random(MQ * MG, 8).iter().map(|v| v * 30.0).collect();
     let mut out = Vec::new();
     for method in Method::ALL {
         for metric in [Metric::Cosine, Metric::Dot] {
@@ -108,11 +109,13 @@ fn fixtures() -> Vec<Fixture> {
             out.push(Fixture { label: format!("{}/embeddings-{}", method.as_str(), metric.as_str()), norm, input: queries.clone(), cols: DIM });
         }
         if !method.info().embeddings_only {
-            let norm = Normalizer::fit_similarities(
+            let cross = method.info().cross_bank_sims.then(|| MatRef::new(&qg_sims, MQ, MG, "queryBankGalleryBankSims").unwrap());
+            let norm = Normalizer::fit_similarities_with(
                 method,
                 params(false),
                 Some(MatRef::new(&qb_sims, MQ, NG, "queryBankSims").unwrap()),
                 Some(MatRef::new(&gb_sims, MG, NG, "galleryBankSims").unwrap()),
+                cross,
                 None,
                 &ctl,
             )
