@@ -4,13 +4,13 @@ import path from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { DbnormError, METHODS, type Method, Normalizer } from '../dist/index.js';
+import { DbnormError, METHODS, METHOD_INFO, PARAM_INFO, type Method, Normalizer } from '../dist/index.js';
 import { randomMatrix } from './helpers.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'dbnorm-persist-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const HEADER_LEN = 264; // documented in crate/src/persist.rs
+const HEADER_LEN = 280; // format version 3, documented in crate/src/persist/mod.rs
 
 const NG = 300;
 const D = 16;
@@ -33,19 +33,22 @@ interface Case {
 
 function cases(): Case[] {
   const out: Case[] = [];
-  // sn / dual-sn keep fitted state (Sinkhorn potentials), which format version 1 cannot store:
-  // their save is refused with ERR_PARAM (tested in sinkhorn.test.ts) until the next format lands.
-  for (const method of METHODS.filter((m) => m !== 'sn' && m !== 'dual-sn')) {
+  for (const method of METHODS) {
+    const info = METHOD_INFO.find((m) => m.id === method)!;
     const extra = { k: 3, cslsK: 5, nnnK: 7, nnnAlpha: 0.6 };
+    // Off cosine embeddings every cosine-only default (β, τ) is required: the method's own, from the table.
+    const required = Object.fromEntries(PARAM_INFO.filter((p) => p.defaultCosineOnly && info.params.includes(p.name)).map((p) => [p.name, p.default]));
     out.push({ label: `${method}/cosine`, norm: Normalizer.fitSync({ gallery, queryBank, galleryBank }, { method, ...extra, leakGuard: 'off' }), input: queries });
     out.push({
       label: `${method}/dot`,
-      norm: Normalizer.fitSync({ gallery, queryBank, galleryBank, metric: 'dot' }, { method, betaQuery: 2.5, betaGallery: 0.7, ...extra, leakGuard: 'off' }),
+      norm: Normalizer.fitSync({ gallery, queryBank, galleryBank, metric: 'dot' }, { method, ...required, betaQuery: 2.5, betaGallery: 0.7, ...extra, leakGuard: 'off' }),
       input: queries,
     });
+    if (info.embeddingsOnly) continue;
+    const cross = info.crossBankSims ? { queryBankGalleryBankSims: randomMatrix(queryBank.rows, galleryBank.rows, 31) } : {};
     out.push({
       label: `${method}/similarities`,
-      norm: Normalizer.fitSimilaritiesSync({ queryBankSims: qbSims, galleryBankSims: gbSims }, { method, betaQuery: 0.2, betaGallery: 0.05, ...extra }),
+      norm: Normalizer.fitSimilaritiesSync({ queryBankSims: qbSims, galleryBankSims: gbSims, ...cross } as never, { method, ...required, betaQuery: 0.2, betaGallery: 0.05, ...extra }),
       input: qSims,
     });
   }
@@ -118,10 +121,12 @@ describe('Normalizer.save / Normalizer.load', () => {
     const n = Normalizer.fitSync({ gallery, queryBank }, { method: 'nnn', nnnK: 33, nnnAlpha: 0.1 + 0.2, leakGuard: 'off' });
     await n.save(f);
     const m = await Normalizer.load(f);
-    expect(m.options).toEqual({ method: 'nnn', betaQuery: null, betaGallery: null, k: 1, cslsK: 10, nnnK: 33, nnnAlpha: 0.1 + 0.2, tau: null, iterations: 10, tol: 0 });
+    expect(m.options).toEqual(n.options);
+    expect(m.options).toMatchObject({ method: 'nnn', betaQuery: null, betaGallery: null, k: 1, cslsK: 10, nnnK: 33, nnnAlpha: 0.1 + 0.2 });
     const is = Normalizer.fitSimilaritiesSync({ queryBankSims: qbSims }, { method: 'is', betaQuery: 1 / 3 });
     is.saveSync(f);
-    expect(Normalizer.loadSync(f).options).toEqual({ method: 'is', betaQuery: 1 / 3, betaGallery: null, k: 1, cslsK: 10, nnnK: 128, nnnAlpha: 0.75, tau: null, iterations: 10, tol: 0 });
+    expect(Normalizer.loadSync(f).options).toEqual(is.options);
+    expect(is.options).toMatchObject({ method: 'is', betaQuery: 1 / 3, betaGallery: null, k: 1, cslsK: 10, nnnK: 128, nnnAlpha: 0.75 });
   });
 
   it('overwrites an existing file', async () => {
@@ -177,7 +182,7 @@ describe('Normalizer.save / Normalizer.load', () => {
     writeFileSync(t, v);
     const ev = thrown(() => Normalizer.loadSync(t));
     expect(ev.code).toBe('ERR_FORMAT');
-    expect(ev.message).toContain('unsupported format version 2 (this build reads 1)');
+    expect(ev.message).toContain('unsupported format version 2 (this build reads 1 and 3)');
     const w = Buffer.from(bytes);
     w.writeUInt32BE(0x0a0b0c0d, 12);
     writeFileSync(t, w);

@@ -6,7 +6,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { DbnormError, METHODS, Matrix, Normalizer, PartialNormalizer, evenSplit, readNpySync, similaritySync, type Method } from '../dist/index.js';
+import { DbnormError, METHODS, METHOD_INFO, Matrix, Normalizer, PartialNormalizer, evenSplit, readNpySync, similaritySync, type Method } from '../dist/index.js';
+
+// Methods whose fitted data are bank statistics only shard and merge; the others are refused
+// (ERR_UNSUPPORTED, checked for every method in registry.test.ts).
+const SHARDABLE = METHODS.filter((m) => METHOD_INFO.find((x) => x.id === m)!.shardable);
 import { randomMatrix, rng } from './helpers.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'dbnorm-shard-'));
@@ -65,8 +69,7 @@ describe('sharded fit and merge (synthetic)', () => {
   const b = randomMatrix(190, 24, 3);
   const queries = randomMatrix(31, 24, 4);
 
-  // sn / dual-sn: gallery-dependent — sharding is refused by the framework (issue 13, n13-frame); excluded until that lands.
-  for (const method of METHODS.filter((m) => m !== 'sn' && m !== 'dual-sn')) {
+  for (const method of SHARDABLE) {
     it(`${method}: embeddings, random grid, merged from objects and from files`, async () => {
       const r = rng(METHODS.indexOf(method) + 10);
       const gn = 1 + Math.floor(r() * 5);
@@ -227,7 +230,7 @@ function realSets(): { name: string; g: M; q: M; b: M; queries: M }[] {
 describe.skipIf(!haveReal)('real sets: merged top-10 lists equal the one-shot fit', () => {
   const sets = haveReal ? realSets() : [];
   for (const s of sets) {
-    for (const method of METHODS.filter((m) => m !== 'sn' && m !== 'dual-sn')) {
+    for (const method of SHARDABLE) {
       it(`${s.name} ${method}`, async () => {
         const o = { method, leakGuard: 'off' as const };
         const full = await Normalizer.fit({ gallery: s.g, queryBank: s.q, galleryBank: s.b }, o);

@@ -540,7 +540,14 @@ async function workloadQuick(rounds) {
     lse: await lseContest(w, rounds, js, reps, 'lse_sims'),
     e2e: await e2eContest(w, rounds, js, reps),
     identity: await identityCheck(w, METHODS, { scores: true }),
+    methods: await methodTimes(w),
   };
+}
+
+/** Fit and search time of every registered method on workload `w` (one run each; see the worker's `methods` task). */
+async function methodTimes(w) {
+  await quiet(30);
+  return (await nodeWorker('dbnorm', { task: 'methods', dir: w.dir, params: PARAMS, topk: TOPK })).methods;
 }
 
 async function workloadCoco(rounds) {
@@ -556,6 +563,7 @@ async function workloadCoco(rounds) {
   const ev = await nodeWorker('dbnorm', { task: 'eventloop', dir, method: 'dual-dis', params: PARAMS });
   out.eventLoop = ev;
   out.identity = await identityCheck(w, ['dual-dis'], { scores: false, similarityRows: 2000 });
+  out.methods = await methodTimes(w);
   return out;
 }
 
@@ -741,6 +749,13 @@ function markdown(r) {
       for (const meth of METHODS) L.push(row(`end-to-end ${meth} (fit + scores + top-${TOPK} + evaluate)`, w.e2e[meth]));
     }
     L.push('');
+    if (w.methods) {
+      // every registered method, dbnorm only (one run each): fit and search of all queries, top-TOPK
+      L.push(`Every method on ${wl} (dbnorm, one run each; search: all ${w.data.shape.gallery * (w.data.shape.captionsPerItem ?? 1)} queries, top-${TOPK}):`, '');
+      L.push('| method | fit | search |', '|---|---|---|');
+      for (const [meth, t] of Object.entries(w.methods)) L.push(t.error ? `| ${meth} | ${t.error} | |` : `| ${meth} | ${fmtS(t.fitSeconds)} | ${fmtS(t.searchSeconds)} |`);
+      L.push('');
+    }
     if (gemm) {
       const d = w.similarity.contenders.dbnorm.rate;
       const f = w.fit.contenders.dbnorm.rate;

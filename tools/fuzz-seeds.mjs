@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 
 const require = createRequire(import.meta.url);
-const { METHODS, Normalizer } = require('../dist/index.js');
+const { METHODS, METHOD_INFO, PARAM_INFO, Normalizer } = require('../dist/index.js');
 
 const out = process.argv[2] ?? 'crate/fuzz/corpus';
 mkdirSync(path.join(out, 'npy'), { recursive: true });
@@ -47,13 +47,21 @@ const tmp = path.join(os.tmpdir(), `dbnorm-fuzz-seed-${process.pid}.dbn`);
 for (const method of METHODS) {
   const opts = { method, k: 2, cslsK: 2, nnnK: 2 };
   // leakGuard applies to embeddings-mode fits only (fitSimilarities refuses the key)
-  const simOpts = { ...opts, betaQuery: 0.5, betaGallery: 0.5 };
+  // similarity mode: every parameter the method reads, so cosine-only defaults (β, τ) are given
+  const info = METHOD_INFO.find((x) => x.id === method);
+  const simOpts = { ...opts, ...Object.fromEntries(PARAM_INFO.filter((p) => p.defaultCosineOnly && info.params.includes(p.name)).map((p) => [p.name, p.default])), betaQuery: 0.5, betaGallery: 0.5 };
   const emb = Normalizer.fitSync({ gallery: m(5, 3, 1), queryBank: m(4, 3, 2), galleryBank: m(3, 3, 3) }, { ...opts, leakGuard: 'off' });
   emb.saveSync(tmp);
   writeFileSync(path.join(out, 'persist', `${method}-emb`), Buffer.concat([Buffer.from([0]), readFileSync(tmp)]));
+  if (info.embeddingsOnly) continue;
   const sims = await Normalizer.fitSimilarities({ queryBankSims: m(4, 5, 4, 5), galleryBankSims: m(3, 5, 5, 5) }, simOpts);
   sims.saveSync(tmp);
   writeFileSync(path.join(out, 'persist', `${method}-sims`), Buffer.concat([Buffer.from([0]), readFileSync(tmp)]));
 }
 rmSync(tmp, { force: true });
+// Version-1 files (still read): the committed fixtures written by the version-1 build.
+const v1 = new URL('../crate/tests/fixtures/format-v1/', import.meta.url);
+for (const f of ['dual-dis-embeddings.dbn', 'csls-similarities.dbn']) {
+  writeFileSync(path.join(out, 'persist', `v1-${f}`), Buffer.concat([Buffer.from([0]), readFileSync(new URL(f, v1))]));
+}
 console.log(`seeds written to ${out}`);

@@ -16,6 +16,7 @@
  * | `ERR_NO_BINDING` | no native or WebAssembly build of dbnorm fits this machine (the message names the platform, the packages tried and the fix) |
  * | `ERR_PARTIAL` | the operation needs a full normaliser but got a partial one (one shard of a fit; merge the parts first) |
  * | `ERR_MERGE` | partial normalisers cannot be merged: they overlap, leave rows uncovered, or disagree (method, β, metric, dimension, totals) |
+ * | `ERR_UNSUPPORTED` | the method cannot do this by its nature (its descriptor says so): augmented vectors / vector-database serving of a method that is not bias-reducible (re-rank candidates instead), `addGallery` of a gallery-dependent method in similarity mode (fit again), a sharded fit of a method whose fitted data do not merge |
  * | `ERR_SOURCE` | a lean normaliser's (`keep: 'statistics'`) gallery or bank source file is missing, unreadable or changed since the fit, or `addGallery` needs banks it does not reference |
  *
  * @module
@@ -36,6 +37,7 @@ export type ErrorCode =
   | 'ERR_NO_BINDING'
   | 'ERR_PARTIAL'
   | 'ERR_MERGE'
+  | 'ERR_UNSUPPORTED'
   | 'ERR_SOURCE';
 
 const CODES: ReadonlySet<string> = new Set<ErrorCode>([
@@ -52,6 +54,7 @@ const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'ERR_NO_BINDING',
   'ERR_PARTIAL',
   'ERR_MERGE',
+  'ERR_UNSUPPORTED',
   'ERR_SOURCE',
 ]);
 

@@ -45,6 +45,12 @@ export interface MethodInfo {
   readonly augmentedColumns: number;
   /** Its code in save files. */
   readonly persistCode: number;
+  /** Needs embeddings: `fitSimilarities` refuses it with `ERR_PARAM` (DN, InvGC, DisSimLocal). */
+  readonly embeddingsOnly: boolean;
+  /** Its per-item data depend on the whole gallery: `addGallery` refits (SN / DBSN, plain InvGC). */
+  readonly galleryDependent: boolean;
+  /** A fit splits into shards that merge exactly (`shard` fit option, `dbnorm fit --shard`). */
+  readonly shardable: boolean;
   /** Similarity mode: needs `queryBankGalleryBankSims` (query bank × gallery bank) instead of `galleryBankSims` (DBSN). */
   readonly crossBankSims: boolean;
   /** `tune` can search its parameters (the Sinkhorn methods cannot be tuned yet). */

@@ -8,6 +8,7 @@ import { native } from './native.js';
 import { type CandidateIds, candidateIds } from './candidates.js';
 import { loadNormalizer, loadNormalizerSync, saveNormalizer, saveNormalizerSync } from './persist.js';
 import { METHOD_INFO, type MethodInfo, PARAM_INFO, type ParamInfo, methodInfo } from './methods.js';
+import type { METHOD_IDS } from './method-ids.js';
 import type { Metric } from './similarity.js';
 import { type MergePart, type PartialNormalizer, type ShardOptions, fitPartial, fitPartialSync, mergeParts, mergePartsSync } from './shard.js';
 import { RUN_KEYS, count, describe, oneOf, options, path as checkedPath } from './validate.js';
@@ -28,8 +29,12 @@ import { RUN_KEYS, count, describe, oneOf, options, path as checkedPath } from '
  * | `dual-sn` | query + gallery | s − h(j), Sinkhorn over query bank × [gallery ; gallery bank] (DBSN) |
  *
  * with `L_x(j) = log Σ_b exp(β_x·P^x_bj)` over the bank rows and γ the DIS gates on the raw top-1.
+ *
+ * The union is generated from the Rust method registry at build time (`ts/method-ids.ts`), so every
+ * registered method is a `Method`; {@link METHOD_INFO} has each one's banks, parameters and
+ * servability.
  */
-export type Method = 'none' | 'is' | 'dis' | 'dual-is' | 'dual-dis' | 'csls' | 'nnn' | 'sn' | 'dual-sn';
+export type Method = (typeof METHOD_IDS)[number];
 
 /** Every method, in table order (read from the Rust core's method registry, see {@link METHOD_INFO}). */
 export const METHODS: readonly Method[] = Object.freeze(METHOD_INFO.map((m) => m.id as Method));
@@ -413,6 +418,12 @@ function prepareFitSims(raw: FitSimilaritiesData, opts: MethodOptions, extraKeys
   const data = options<FitSimilaritiesData>('fit data', raw, FIT_SIMS_KEYS, false) as FitSimilaritiesData;
   const resolved = resolveOptions(opts, false, extraKeys);
   const need = needs(resolved.method);
+  if (need.embeddingsOnly) {
+    throw new DbnormError(
+      'ERR_PARAM',
+      `method '${resolved.method}' needs embeddings (it transforms or averages vectors); it cannot be fitted from precomputed similarities: use Normalizer.fit with embeddings`,
+    );
+  }
   const qAll = data.queryBankSims === undefined ? undefined : bankMatrix(data.queryBankSims, 'query', 'similarities', 'queryBankSims');
   const gAll = data.galleryBankSims === undefined ? undefined : bankMatrix(data.galleryBankSims, 'gallery', 'similarities', 'galleryBankSims');
   const q = need.queryBank ? qAll : undefined;
@@ -690,7 +701,10 @@ export class Normalizer {
    * bank-based method the result equals fitting on the whole gallery (activation sets included).
    * Embeddings mode: `items` is n_new × d. Similarity mode: pass the new items' bank similarities
    * `{ queryBankSims: m_q × n_new, galleryBankSims: m_g × n_new }` (bank rows in fit order).
-   * Zero new items is a no-op.
+   * Zero new items is a no-op. A gallery-dependent method (its {@link MethodInfo.galleryDependent}:
+   * SN / DBSN, plain InvGC) is refitted from the stored banks over the whole new gallery (the cost of
+   * a fit); in similarity mode it throws `ERR_UNSUPPORTED` (the old bank × gallery similarities are
+   * not kept: fit again).
    *
    * Mutations are serialized: concurrent `addGallery` calls are applied in call order, and
    * {@link Normalizer.addGallerySync} while one is pending throws `ERR_BUSY` (nothing is lost or
@@ -784,6 +798,8 @@ export class Normalizer {
    * Use an inner-product metric (a cosine index would renormalise) and keep the extra columns in
    * full precision. Embeddings mode only. `range` selects rows `start .. start + count` (e.g. the
    * items a {@link Normalizer.addGallery} appended).
+   * @throws {@link DbnormError} `ERR_UNSUPPORTED` if the method is not bias-reducible
+   *   ({@link MethodInfo.biasReducible}; re-rank candidates with {@link Normalizer.rerank} instead)
    */
   augmentedGallery(range?: { start?: number; count?: number }): Matrix {
     let start: number | undefined;
@@ -804,6 +820,7 @@ export class Normalizer {
    * Querying with `[q ; 0…]` gives the raw ranking from the same index. With `opts.top1` (one raw
    * top-1 gallery index per query, e.g. what an inner-product engine returned for `[q ; 0…]`) the
    * gates come from those ids and no search runs.
+   * @throws {@link DbnormError} `ERR_UNSUPPORTED` if the method is not bias-reducible
    */
   augmentQueries(queries: MatrixLike, opts?: { top1?: CandidateIds }): Matrix {
     const m = this.#input(queries);
@@ -830,6 +847,7 @@ export class Normalizer {
    * `score = scale · ⟨[q ; γ…], [g ; −b]⟩ − offset(q)`, where `offset(q)` is the mean of the
    * `offsetK` largest raw similarities of q over the gallery (CSLS), else 0; `extra` is the number of
    * augmented columns and `gated` says whether the query columns need the raw top-1 (DIS, DualDIS).
+   * @throws {@link DbnormError} `ERR_UNSUPPORTED` if the method is not bias-reducible
    */
   augmentedInfo(): AugmentedInfo {
     return callNative(() => this.#native.augmentedInfo());

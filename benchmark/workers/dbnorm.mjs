@@ -10,7 +10,7 @@ import { hashArrays, readNpy, writeNpy } from '../lib/data.mjs';
 import { childMain, memory, now, percentile, resetPeak, timeReps } from '../lib/proc.mjs';
 
 const lib = await import(process.env.DBNORM_DIST ? pathToFileURL(path.resolve(process.env.DBNORM_DIST)).href : new URL('../../dist/index.mjs', import.meta.url).href);
-const { Matrix, Normalizer, similarity, evaluate } = lib;
+const { Matrix, Normalizer, similarity, evaluate, METHOD_INFO } = lib;
 
 const load = (dir, name) => {
   const m = readNpy(path.join(dir, `${name}.npy`));
@@ -29,8 +29,10 @@ function statsHash(norm) {
 
 function loadFitData(dir, method) {
   const gallery = load(dir, 'gallery');
-  const needQ = method !== 'none';
-  const needG = method === 'dual-is' || method === 'dual-dis';
+  // the banks the method's descriptor asks for (registry-driven: new methods need no edit here)
+  const info = METHOD_INFO.find((m) => m.id === method);
+  const needQ = info ? info.queryBank : method !== 'none';
+  const needG = info ? info.galleryBank : method === 'dual-is' || method === 'dual-dis';
   return {
     gallery,
     queryBank: needQ ? load(dir, 'query_bank') : undefined,
@@ -96,6 +98,31 @@ const tasks = {
         statsHash: statsHash(result.norm),
         metrics: { R1: m.R1, R5: m.R5, R10: m.R10, MdR: m.MdR, MnR: m.MnR },
       };
+    }
+    return { methods: out };
+  },
+
+  /**
+   * Every registered method (or `t.methods`): one fit (cosine defaults, plus the bench's β/k
+   * parameters) and one `search` of every query (k = topk), each timed once after a warm-up search.
+   * Per-method times next to each other; the contests above time one method against other engines.
+   */
+  async methods(t) {
+    const queries = load(t.dir, 'queries');
+    const out = {};
+    for (const method of t.methods ?? METHOD_INFO.map((m) => m.id)) {
+      try {
+        const data = loadFitData(t.dir, method);
+        const t0 = now();
+        const norm = await Normalizer.fit(data, { ...fitOpts(method, t.params), leakGuard: 'off' });
+        const fitSeconds = now() - t0;
+        await norm.search(slice(queries, Math.min(queries.rows, 200)), { k: t.topk }); // warm-up
+        const t1 = now();
+        const top = await norm.search(queries, { k: t.topk });
+        out[method] = { fitSeconds, searchSeconds: now() - t1, queries: queries.rows, topkHash: hashArrays(top.indices) };
+      } catch (e) {
+        out[method] = { error: `${e.code ?? ''} ${e.message}`.trim() };
+      }
     }
     return { methods: out };
   },

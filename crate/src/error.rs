@@ -29,6 +29,10 @@ pub enum ErrorCode {
     /// Partial normalisers cannot be merged: they overlap, leave rows uncovered, or disagree
     /// (method, parameters, metric, dimension, totals).
     Merge,
+    /// The method cannot do this operation by its nature (its descriptor says so): augmented
+    /// vectors of a method that is not bias-reducible, `addGallery` of a gallery-dependent method
+    /// in similarity mode, a sharded fit of a method whose fitted data do not merge.
+    Unsupported,
     /// A lean normaliser's referenced source file (gallery or bank `.npy`) is missing, unreadable or
     /// changed since the fit, or the operation needs a source it does not reference.
     Source,
@@ -48,6 +52,7 @@ impl ErrorCode {
             ErrorCode::Internal => "ERR_INTERNAL",
             ErrorCode::Partial => "ERR_PARTIAL",
             ErrorCode::Merge => "ERR_MERGE",
+            ErrorCode::Unsupported => "ERR_UNSUPPORTED",
             ErrorCode::Source => "ERR_SOURCE",
         }
     }
@@ -78,6 +83,9 @@ impl Error {
     }
     pub fn format(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Format, message)
+    }
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unsupported, message)
     }
     pub fn aborted() -> Self {
         Self::new(ErrorCode::Aborted, "the operation was aborted")

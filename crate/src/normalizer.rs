@@ -62,6 +62,14 @@ fn count_overlap(mode: &Mode, gallery: &[f32], gallery_bank: &[f32]) -> usize {
     }
 }
 
+/// `ERR_PARAM` for an embeddings-only method asked to work from precomputed similarities.
+pub fn embeddings_only_error(method: Method) -> Error {
+    Error::param(format!(
+        "method '{}' needs embeddings (it transforms or averages vectors); it cannot be fitted from precomputed similarities: use Normalizer.fit with embeddings",
+        method.as_str()
+    ))
+}
+
 fn check_bank<'a>(method: Method, bank: Option<MatRef<'a>>, needed: bool, name: &str, what: &str) -> Result<Option<MatRef<'a>>> {
     if !needed {
         return Ok(None);
@@ -98,6 +106,23 @@ impl Normalizer {
         if rq.is_some() != query_stats.is_some() || rg.is_some() != gallery_stats.is_some() {
             return Err(Error::format(format!("statistics do not match method '{}'", method.as_str())));
         }
+        let shape = crate::methods::StateShape {
+            n_gallery,
+            dim: match mode {
+                Mode::Embeddings { dim, .. } => dim,
+                Mode::Similarities => 0,
+            },
+            // rows of the statistics, else of the stored bank (embeddings mode), else unknown (0)
+            query_bank_rows: query_stats.as_ref().map_or_else(|| match mode {
+                Mode::Embeddings { dim, .. } if dim > 0 => query_bank.len() / dim,
+                _ => 0,
+            }, |s| s.bank_rows),
+            gallery_bank_rows: gallery_stats.as_ref().map_or_else(|| match mode {
+                Mode::Embeddings { dim, .. } if dim > 0 => gallery_bank.len() / dim,
+                _ => 0,
+            }, |s| s.bank_rows),
+        };
+        (method.info().check_state)(&params, &state, &shape).map_err(|e| Error::format(format!("method '{}': {e}", method.as_str())))?;
         let scorer = method.scorer(&params, query_stats.as_ref(), gallery_stats.as_ref(), &state, n_gallery);
         let overlap = count_overlap(&mode, &gallery, &gallery_bank);
         Ok(Normalizer { method, params, mode, n_gallery, gallery, query_bank, gallery_bank, query_stats, gallery_stats, state, half: None, lean: None, scorer, bank_index: Default::default(), overlap })
@@ -136,13 +161,23 @@ impl Normalizer {
         let g = prepare(gallery, metric, "gallery")?.into_owned();
         let qbv = qb.map(|b| prepare(b, metric, "queryBank").map(|c| c.into_owned())).transpose()?.unwrap_or_default();
         let gbv = gb.map(|b| prepare(b, metric, "galleryBank").map(|c| c.into_owned())).transpose()?.unwrap_or_default();
-        let (n, d) = (gallery.rows, gallery.cols);
-        let qs = match (rq, qb) {
-            (Some(r), Some(b)) => Some(bank_stats(Source::Embeddings { bank: &qbv, gallery: &g, dim: d }, b.rows, n, r, ctl, "fit:queryBank")?),
+        Self::fit_prepared(method, params, metric, gallery.cols, g, qbv, gbv, ctl, "fit")
+    }
+
+    /// The statistics pass of an embeddings-mode fit over already prepared (metric-normalised,
+    /// validated) gallery and banks, row-major `dim` wide; a bank the method does not use is empty.
+    /// Shared by [`Self::fit_embeddings`] and the refit of gallery-dependent methods in
+    /// [`Self::add_gallery_embeddings`]; `phase` prefixes the progress phases.
+    #[allow(clippy::too_many_arguments)]
+    fn fit_prepared(method: Method, params: Params, metric: Metric, d: usize, g: Vec<f32>, qbv: Vec<f32>, gbv: Vec<f32>, ctl: &Control, phase: &str) -> Result<Normalizer> {
+        let (rq, rg) = method.requests(&params);
+        let n = g.len() / d;
+        let qs = match rq {
+            Some(r) => Some(bank_stats(Source::Embeddings { bank: &qbv, gallery: &g, dim: d }, qbv.len() / d, n, r, ctl, &format!("{phase}:queryBank"))?),
             _ => None,
         };
-        let gs = match (rg, gb) {
-            (Some(r), Some(b)) => Some(bank_stats(Source::Embeddings { bank: &gbv, gallery: &g, dim: d }, b.rows, n, r, ctl, "fit:galleryBank")?),
+        let gs = match rg {
+            Some(r) => Some(bank_stats(Source::Embeddings { bank: &gbv, gallery: &g, dim: d }, gbv.len() / d, n, r, ctl, &format!("{phase}:galleryBank"))?),
             _ => None,
         };
         let state = match method.info().fit_state {
@@ -182,6 +217,9 @@ impl Normalizer {
     /// (m_q × m_g, cross-modal, bank rows in the order of `query_bank_sims`; read by the methods
     /// whose descriptor sets `cross_bank_sims`, i.e. DBSN, and validated otherwise).
     pub fn fit_similarities_with(method: Method, params: Params, query_bank_sims: Option<MatRef>, gallery_bank_sims: Option<MatRef>, query_gallery_bank_sims: Option<MatRef>, gallery_count: Option<usize>, ctl: &Control) -> Result<Normalizer> {
+        if method.info().embeddings_only {
+            return Err(embeddings_only_error(method));
+        }
         params.validate(method)?;
         let (rq, rg) = method.requests(&params);
         for (m, name) in [(query_bank_sims, "queryBankSims"), (gallery_bank_sims, "galleryBankSims"), (query_gallery_bank_sims, "queryBankGalleryBankSims")] {
@@ -606,6 +644,10 @@ impl Normalizer {
     /// A new normaliser with `items` (n_new × d embeddings) appended to the gallery. Their statistics
     /// come from the stored banks, so for every bank-based method the result is exactly what fitting
     /// on the whole gallery gives (activation sets are updated from the stored per-bank-row top-k).
+    ///
+    /// A gallery-dependent method (descriptor `gallery_dependent`: SN / DBSN potentials, plain
+    /// InvGC) is refitted instead: the statistics pass runs again over the stored gallery plus the
+    /// new items, from the kept banks (the cost of a fit).
     pub fn add_gallery_embeddings(&self, items: MatRef, ctl: &Control) -> Result<Normalizer> {
         let (metric, dim) = self.embeddings()?;
         if items.cols != dim {
@@ -614,6 +656,19 @@ impl Normalizer {
         items.check_finite("items")?;
         let prepared = prepare(items, metric, "items")?.into_owned();
         let n_new = items.rows;
+        if self.method.info().gallery_dependent {
+            if self.lean.is_some() || self.half.is_some() {
+                return Err(Error::unsupported(format!(
+                    "method '{}' depends on the whole gallery and refits on addGallery, which needs the float32 gallery and banks in memory; this normaliser keeps {}: fit again",
+                    self.method.as_str(),
+                    if self.lean.is_some() { "statistics only (keep: 'statistics')" } else { "a half-precision gallery" }
+                )));
+            }
+            let mut gallery = Vec::with_capacity(self.gallery.len() + prepared.len());
+            gallery.extend_from_slice(&self.gallery);
+            gallery.extend_from_slice(&prepared);
+            return Self::fit_prepared(self.method, self.params, metric, dim, gallery, self.query_bank.clone(), self.gallery_bank.clone(), ctl, "addGallery");
+        }
         let (rq, rg) = self.method.requests(&self.params);
         self.check_sources()?;
         let qbank = if rq.is_some() { self.bank_for_add(true, metric, dim)? } else { std::borrow::Cow::Borrowed(&self.query_bank[..]) };
@@ -683,6 +738,12 @@ impl Normalizer {
     pub fn add_gallery_similarities(&self, query_bank_sims: Option<MatRef>, gallery_bank_sims: Option<MatRef>, n_new: usize, ctl: &Control) -> Result<Normalizer> {
         if self.mode != Mode::Similarities {
             return Err(Error::param("this normaliser was fitted from embeddings; add gallery items as embeddings"));
+        }
+        if self.method.info().gallery_dependent {
+            return Err(Error::unsupported(format!(
+                "method '{}' depends on the whole gallery and a similarity-mode normaliser does not keep the old bank × gallery similarities: fit again with the bank similarities of the whole gallery",
+                self.method.as_str()
+            )));
         }
         let (rq, rg) = self.method.requests(&self.params);
         let one = |sims: Option<MatRef>, req: Option<StatsRequest>, old: &Option<BankStats>, name: &str, phase: &str| -> Result<Option<BankStats>> {
@@ -775,6 +836,18 @@ impl Normalizer {
         Ok((idx, out))
     }
 
+    /// `ERR_UNSUPPORTED` unless the method is bias-reducible (descriptor `bias_reducible`): only
+    /// then does an inner product of augmented vectors rank exactly as the method.
+    pub fn check_servable(&self) -> Result<()> {
+        if self.method.info().bias_reducible {
+            return Ok(());
+        }
+        Err(Error::unsupported(format!(
+            "method '{}' is not bias-reducible: its ranking is not an inner product of augmented vectors, so it cannot be served from a vector index; search with the normaliser, or re-rank an index's raw candidates with rerank()",
+            self.method.as_str()
+        )))
+    }
+
     /// Extra dimensions of the augmented vectors (the method descriptor's augmented columns).
     pub fn augmented_extra(&self) -> usize {
         self.method.info().augmented_columns()
@@ -808,6 +881,7 @@ impl Normalizer {
 
     /// [`Self::augmented_gallery`] for rows `start..start + count` only (`None`: all rows).
     pub fn augmented_gallery_rows(&self, range: Option<(usize, usize)>) -> Result<(Vec<f32>, usize)> {
+        self.check_servable()?;
         let (_, dim) = self.embeddings()?;
         let (start, count) = range.unwrap_or((0, self.n_gallery));
         if start.checked_add(count).is_none_or(|end| end > self.n_gallery) {
@@ -835,6 +909,7 @@ impl Normalizer {
     /// single-variant methods; for DIS / DualDIS the gates from the raw top-1 (the spec's two-pass
     /// rule, done here by a raw search over the stored gallery).
     pub fn augment_queries(&self, queries: MatRef, ctl: &Control) -> Result<(Vec<f32>, usize)> {
+        self.check_servable()?;
         let (metric, dim) = self.embeddings()?;
         if queries.cols != dim {
             return Err(Error::shape(format!("queries have dim {}, gallery has dim {dim}", queries.cols)));
@@ -856,6 +931,7 @@ impl Normalizer {
     /// query; ignored by ungated methods, may then be empty), e.g. what an external inner-product
     /// index returned for `[q ; 0…]`. Needs no stored gallery vectors.
     pub fn augment_queries_with_top1(&self, queries: MatRef, top1: &[u32]) -> Result<(Vec<f32>, usize)> {
+        self.check_servable()?;
         let (metric, dim) = self.embeddings()?;
         if queries.cols != dim {
             return Err(Error::shape(format!("queries have dim {}, gallery has dim {dim}", queries.cols)));

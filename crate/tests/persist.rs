@@ -69,6 +69,7 @@ struct Fixture {
     cols: usize,
 }
 
+#[allow(clippy::needless_update)] // parameters added to the table later take their defaults
 fn params(cosine: bool) -> Params {
     // Unused parameters carry odd values on purpose: they must round-trip bit for bit too.
     Params {
@@ -91,6 +92,7 @@ fn fixtures() -> Vec<Fixture> {
     let qb_sims: Vec<f32> = random(MQ * NG, 5).iter().map(|v| v * 30.0).collect();
     let gb_sims: Vec<f32> = random(MG * NG, 6).iter().map(|v| v * 30.0).collect();
     let q_sims: Vec<f32> = random(NQ * NG, 7).iter().map(|v| v * 30.0).collect();
+    let qg_sims: Vec<f32> = random(MQ * MG, 8).iter().map(|v| v * 30.0).collect();
     let mut out = Vec::new();
     // Methods with their own fitted state (SN / DBSN) cannot be saved in format version 1 (refused).
     for method in Method::ALL.into_iter().filter(|m| m.info().fit_state.is_none()) {
@@ -107,16 +109,20 @@ fn fixtures() -> Vec<Fixture> {
             .unwrap();
             out.push(Fixture { label: format!("{}/embeddings-{}", method.as_str(), metric.as_str()), norm, input: queries.clone(), cols: DIM });
         }
-        let norm = Normalizer::fit_similarities(
-            method,
-            params(false),
-            Some(MatRef::new(&qb_sims, MQ, NG, "queryBankSims").unwrap()),
-            Some(MatRef::new(&gb_sims, MG, NG, "galleryBankSims").unwrap()),
-            None,
-            &ctl,
-        )
-        .unwrap();
-        out.push(Fixture { label: format!("{}/similarities", method.as_str()), norm, input: q_sims.clone(), cols: NG });
+        if !method.info().embeddings_only {
+            let cross = method.info().cross_bank_sims.then(|| MatRef::new(&qg_sims, MQ, MG, "queryBankGalleryBankSims").unwrap());
+            let norm = Normalizer::fit_similarities_with(
+                method,
+                params(false),
+                Some(MatRef::new(&qb_sims, MQ, NG, "queryBankSims").unwrap()),
+                Some(MatRef::new(&gb_sims, MG, NG, "galleryBankSims").unwrap()),
+                cross,
+                None,
+                &ctl,
+            )
+            .unwrap();
+            out.push(Fixture { label: format!("{}/similarities", method.as_str()), norm, input: q_sims.clone(), cols: NG });
+        }
     }
     // `none` in similarity mode without any matrix: gallery size 0, taken from the input.
     let norm = Normalizer::fit_similarities(Method::None, params(false), None, None, None, &ctl).unwrap();
@@ -235,7 +241,8 @@ fn section_offset(b: &[u8], i: usize) -> usize {
 fn round_trip_is_bit_exact_for_every_method_and_mode() {
     let dir = TempDir::new("roundtrip");
     let fx = fixtures();
-    assert_eq!(fx.len(), 7 * 3 + 1);
+    let sims_methods = Method::ALL.iter().filter(|m| !m.info().embeddings_only).count();
+    assert_eq!(fx.len(), Method::ALL.len() * 2 + sims_methods + 1);
     for f in &fx {
         let path = dir.path(&format!("{}.dbn", f.label.replace('/', "_")));
         persist::save(&f.norm, &path).unwrap();
@@ -270,7 +277,11 @@ fn header_fields_are_as_documented() {
     assert_eq!(u64_at(&b, offsets::GALLERY_STATS), MG as u64);
     assert_eq!(u32::from_le_bytes(b[offsets::SECTION_COUNT..offsets::SECTION_COUNT + 4].try_into().unwrap()), SECTION_COUNT as u32);
     // dual-dis: lse and row lists of both banks, no top-mean.
-    assert_eq!(u32::from_le_bytes(b[offsets::PRESENT..offsets::PRESENT + 4].try_into().unwrap()), 0b110_1110_1111);
+    // (version 3: the parameter and state tables, sections 11 and 12, are always present)
+    assert_eq!(u32::from_le_bytes(b[offsets::PRESENT..offsets::PRESENT + 4].try_into().unwrap()), 0b1_1110_1110_1111);
+    assert_eq!(FORMAT_VERSION, 3);
+    assert_eq!(u64_at(&b, offsets::SECTION_LENGTHS + 8 * sections::PARAMS), 0, "dual-dis reads header parameters only");
+    assert_eq!(u64_at(&b, offsets::SECTION_LENGTHS + 8 * sections::STATE), 0, "dual-dis keeps no state");
     assert_eq!(u64_at(&b, offsets::SECTION_LENGTHS), (NG * DIM * 4) as u64);
     assert_eq!(section_offset(&b, SECTION_COUNT) + TRAILER_LEN, b.len());
     assert_eq!(u32::from_le_bytes(b[b.len() - 4..].try_into().unwrap()), checksum(&b[..b.len() - 4]));
@@ -358,13 +369,13 @@ fn every_flipped_header_byte_is_rejected() {
 #[test]
 fn wrong_version_is_reported_with_the_numbers() {
     let b = persist::to_bytes(&full_fixture().norm);
-    for v in [0u32, 2, 7, u32::MAX] {
+    for v in [0u32, 2, 4, 7, u32::MAX] {
         let mut c = b.clone();
         c[offsets::VERSION..offsets::VERSION + 4].copy_from_slice(&v.to_le_bytes());
         reseal(&mut c);
         let e = format_err(persist::from_bytes(&c, "model.dbn"), "version");
-        assert_eq!(e.message, format!("model.dbn: unsupported format version {v} (this build reads 1)"));
-        assert_eq!(e.to_string(), format!("ERR_FORMAT: model.dbn: unsupported format version {v} (this build reads 1)"));
+        assert_eq!(e.message, format!("model.dbn: unsupported format version {v} (this build reads 1 and 3)"));
+        assert_eq!(e.to_string(), format!("ERR_FORMAT: model.dbn: unsupported format version {v} (this build reads 1 and 3)"));
     }
 }
 
@@ -660,5 +671,136 @@ fn normalisers_extended_by_add_gallery_round_trip() {
         let loaded = persist::from_bytes(&persist::to_bytes(&grown), "mem").unwrap_or_else(|e| panic!("{}: {e}", method.as_str()));
         let f = Fixture { label: format!("{} + addGallery (similarities)", method.as_str()), norm: grown, input: random(NQ * NG, 37), cols: NG };
         assert_bit_identical(&f.norm, &loaded, &f);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// version 3: parameters by name and method state; version-1 files still load
+
+/// Files written by the version-1 build (commit 0cca107, `crate/tests/fixtures/format-v1/`) load and
+/// score exactly as they did then.
+#[test]
+fn version_1_files_still_load_and_score_as_before() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-v1");
+    let expected: std::collections::HashMap<String, serde_json::Value> = serde_json::from_str(&fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let lcg = |n: usize, seed: u32| -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(1664525).wrapping_add(1013904223);
+                ((s as f64 / 4294967296.0) * 2.0 - 1.0) as f32
+            })
+            .collect()
+    };
+    for (file, key, input, cols) in [("dual-dis-embeddings.dbn", "dualDisEmbeddings", lcg(4 * 6, 4), 6), ("csls-similarities.dbn", "cslsSimilarities", lcg(3 * 5, 6), 5)] {
+        let bytes = fs::read(dir.join(file)).unwrap();
+        assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 1, "{file} is a version-1 file");
+        let n = persist::from_bytes(&bytes, file).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(n.state.is_empty());
+        let (scores, _) = n.scores(MatRef::new(&input, input.len() / cols, cols, "input").unwrap()).unwrap();
+        let want: Vec<f32> = expected[key].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        assert_eq!(bits32(&scores), bits32(&want), "{file}");
+        // Re-saved, it is a version-3 file that loads to the same normaliser.
+        let v3 = persist::to_bytes(&n);
+        assert_eq!(u32::from_le_bytes(v3[8..12].try_into().unwrap()), FORMAT_VERSION);
+        let again = persist::from_bytes(&v3, "v3").unwrap();
+        assert_eq!(persist::to_bytes(&again), v3);
+        // Truncated anywhere (header included) it is ERR_FORMAT.
+        for cut in 0..bytes.len() {
+            format_err(catch(|| persist::from_bytes(&bytes[..cut], "v1"), "cut v1"), "cut v1");
+        }
+    }
+}
+
+fn name_entry(name: &str, tail: &[u8]) -> Vec<u8> {
+    let mut v = (name.len() as u32).to_le_bytes().to_vec();
+    v.extend_from_slice(name.as_bytes());
+    v.extend_from_slice(tail);
+    v
+}
+
+#[test]
+fn method_state_encodes_and_decodes_exactly() {
+    use dbnorm::methods::MethodState;
+    use dbnorm::persist::format::{decode_state, encode_state};
+    let mut s = MethodState::default();
+    s.set("muQuery", vec![0.5, -1.25, f64::MIN_POSITIVE, 1e300]);
+    s.set("empty", vec![]);
+    s.set("potentials·é", (0..1000).map(|i| (i as f64).sin()).collect());
+    let back = decode_state(&encode_state(&s), "mem").unwrap();
+    assert_eq!(back, s);
+    assert_eq!(decode_state(&[], "mem").unwrap(), MethodState::default());
+    // Malformed tables are ERR_FORMAT (never a panic, never a huge allocation).
+    let bad: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated name length", vec![1, 0]),
+        ("name longer than the section", name_entry("abc", &[])[..5].to_vec()),
+        ("empty name", name_entry("", &0u64.to_le_bytes())),
+        ("non-UTF-8 name", { let mut v = name_entry("ab", &0u64.to_le_bytes()); v[4] = 0xff; v }),
+        ("count beyond the section", name_entry("x", &u64::MAX.to_le_bytes())),
+        ("count of 2^61 (overflows bytes)", name_entry("x", &(1u64 << 61).to_le_bytes())),
+        ("values cut short", name_entry("x", &[2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 240, 63])),
+        ("NaN value", name_entry("x", &[1u64.to_le_bytes(), f64::NAN.to_le_bytes()].concat())),
+        ("duplicate name", [name_entry("x", &0u64.to_le_bytes()), name_entry("x", &0u64.to_le_bytes())].concat()),
+    ];
+    for (what, b) in bad {
+        let e = catch(|| decode_state(&b, "mem"), what).expect_err(what);
+        assert_eq!(e.code, ErrorCode::Format, "{what}: {e}");
+    }
+}
+
+/// A normaliser of a method that keeps no state, written with a state: the loader reads the state
+/// section and the method's `check_state` refuses it with ERR_FORMAT naming the vector.
+#[test]
+fn unexpected_method_state_in_a_file_is_err_format() {
+    let mut n = full_fixture().norm;
+    n.state.set("sinkhornU", vec![1.0; 3]);
+    let b = persist::to_bytes(&n);
+    assert!(u64_at(&b, offsets::SECTION_LENGTHS + 8 * sections::STATE) > 0);
+    let e = format_err(persist::from_bytes(&b, "mem"), "state");
+    assert!(e.message.contains("keeps no state, got vector 'sinkhornU'"), "{e}");
+}
+
+/// The parameter table accepts the method's own non-header parameters only, each once and in
+/// range; today's methods read header parameters only, so every non-empty table is refused.
+#[test]
+fn parameter_table_entries_are_checked() {
+    use dbnorm::persist::format::write_with;
+    let n = full_fixture().norm;
+    let write = |params: &[u8]| {
+        let mut v = Vec::new();
+        write_with(&n, params, &[], &mut v).unwrap();
+        v
+    };
+    // the writer's own (empty) table loads
+    persist::from_bytes(&write(&[]), "mem").unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("unknown name", name_entry("temperature", &1.0f64.to_le_bytes()), "unknown parameter 'temperature'"),
+        ("a header parameter by name", name_entry("betaQuery", &5.0f64.to_le_bytes()), "parameter 'betaQuery' is not stored by name"),
+        ("a parameter the method does not read", name_entry("nnnK", &5.0f64.to_le_bytes()), "parameter 'nnnK' is not stored by name"),
+        ("cut entry", name_entry("k", &[0, 0]), "ends inside an entry"),
+    ];
+    for (what, table, msg) in cases {
+        let e = format_err(catch(|| persist::from_bytes(&write(&table), "mem"), what), what);
+        assert!(e.message.contains(msg), "{what}: {e}");
+    }
+    // Every parameter outside the header block round-trips by name (generic over the table): the
+    // decoder sets exactly what the encoder wrote, and refuses out-of-range values.
+    for spec in dbnorm::methods::PARAMS.iter().filter(|p| !persist::format::HEADER_PARAMS.contains(&p.name)) {
+        let owner = Method::ALL.into_iter().find(|m| m.info().uses(spec.name)).expect("every parameter has a method");
+        let mut p = Params::default();
+        let v = if spec.min_inclusive { spec.min } else { spec.min + 1.0 };
+        let table = name_entry(spec.name, &v.to_le_bytes());
+        let mut p2 = Params::default();
+        spec.set(&mut p, v);
+        // other non-header params of the owner are required: add them with their defaults
+        let mut full = table.clone();
+        for other in owner.info().params.iter().filter(|o| **o != spec.name && !persist::format::HEADER_PARAMS.contains(o)) {
+            let s = dbnorm::methods::param_spec(other).unwrap();
+            full.extend(name_entry(other, &s.get(&Params::default()).to_le_bytes()));
+        }
+        persist::format::decode_params(&full, owner, &mut p2, "mem").unwrap();
+        assert_eq!(spec.get(&p2).to_bits(), spec.get(&p).to_bits(), "{}", spec.name);
+        let e = persist::format::decode_params(&name_entry(spec.name, &f64::NAN.to_le_bytes()), owner, &mut p2, "mem").unwrap_err();
+        assert_eq!(e.code, ErrorCode::Format, "{}", spec.name);
     }
 }

@@ -34,6 +34,10 @@ pub struct NativeMethodInfo {
     pub bias_reducible: bool,
     pub augmented_columns: u32,
     pub persist_code: u32,
+    pub embeddings_only: bool,
+    pub gallery_dependent: bool,
+    /// Whether a fit can be sharded and merged (`crate::shard::check_shardable`).
+    pub shardable: bool,
     /// Similarity mode: needs the query bank × gallery bank matrix instead of galleryBankSims (DBSN).
     pub cross_bank_sims: bool,
     /// Whether `tune` can search its parameters.
@@ -62,6 +66,9 @@ pub fn method_table() -> NativeMethodTable {
                 bias_reducible: m.bias_reducible,
                 augmented_columns: m.augmented_columns() as u32,
                 persist_code: m.persist_code as u32,
+                embeddings_only: m.embeddings_only,
+                gallery_dependent: m.gallery_dependent,
+                shardable: crate::methods::Method::parse(m.id).is_ok_and(|x| crate::shard::check_shardable(x).is_ok()),
                 cross_bank_sims: m.cross_bank_sims,
                 tunable: crate::methods::Method::parse(m.id).is_ok_and(crate::tune::tunable),
             })

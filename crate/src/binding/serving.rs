@@ -196,9 +196,10 @@ impl NativeNormalizer {
 
     /// Constants for serving from an inner-product engine: score = scale · ip − offset(q).
     #[napi]
-    pub fn augmented_info(&self) -> NativeAugmentedInfo {
+    pub fn augmented_info(&self) -> napi::Result<NativeAugmentedInfo, Code> {
         let n = self.snapshot();
-        NativeAugmentedInfo { scale: n.augmented_scale(), offset_k: n.augmented_offset_k() as u32, extra: n.augmented_extra() as u32, gated: n.augmented_gated() }
+        guarded(|| n.check_servable())?;
+        Ok(NativeAugmentedInfo { scale: n.augmented_scale(), offset_k: n.augmented_offset_k() as u32, extra: n.augmented_extra() as u32, gated: n.augmented_gated() })
     }
 
     /// Number of query rows identical to a query-bank row (embeddings mode; 0 otherwise).

@@ -25,6 +25,7 @@ pub const INFO: MethodInfo = MethodInfo {
     requests: |_| (None, None),
     scorer: |p, _, _, state, n| sinkhorn::scorer(p, state, n),
     gallery_dependent: true,
+    check_state: sinkhorn::check_state,
     fit_state: Some(|p, inputs, _, _, ctl| sinkhorn::fit_state(p, inputs, true, ctl)),
     cross_bank_sims: true,
     ..MethodInfo::BASE

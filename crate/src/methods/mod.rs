@@ -268,6 +268,12 @@ pub struct MethodInfo {
     /// Whether its per-item data depend on the whole gallery (SN / DBSN potentials, plain InvGC):
     /// `addGallery` then refits from the kept banks instead of appending per-item statistics.
     pub gallery_dependent: bool,
+    /// Checks a [`MethodState`] against the normaliser's sizes (names present, lengths); run on
+    /// every rebuild (load, merge, `addGallery`) before the scorer is compiled, so the scorer may
+    /// index its state freely. `Err` says what is wrong (a loaded file is then `ERR_FORMAT`).
+    /// Default: the method keeps no state. A method with state sets this, e.g. with
+    /// [`MethodState::check_exact`].
+    pub check_state: fn(&Params, &MethodState, &StateShape) -> std::result::Result<(), String>,
     /// The method's own fitting step, run after the bank statistics on the whole fit input: returns
     /// the [`MethodState`] its scorer reads (SN / DBSN: the Sinkhorn potentials). `None`: the state
     /// stays empty.
@@ -275,6 +281,17 @@ pub struct MethodInfo {
     /// Similarity mode: whether the method needs the query bank × gallery bank matrix P^qh
     /// (`queryBankGalleryBankSims`, m_q × m_g, cross-modal; DBSN) in place of `galleryBankSims`.
     pub cross_bank_sims: bool,
+}
+
+/// The sizes a [`MethodState`] is checked against (see [`MethodInfo::check_state`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateShape {
+    pub n_gallery: usize,
+    /// Embedding dimension; 0 in similarity mode.
+    pub dim: usize,
+    /// Rows of the query bank / gallery bank the statistics were fitted from (0: bank not used).
+    pub query_bank_rows: usize,
+    pub gallery_bank_rows: usize,
 }
 
 /// A method's own fitting step (see [`MethodInfo::fit_state`]): parameters, the fit inputs, the
@@ -308,6 +325,7 @@ impl MethodInfo {
         scorer: |_, _, _, _, _| unreachable!("MethodInfo::BASE has no scorer"),
         embeddings_only: false,
         gallery_dependent: false,
+        check_state: |_, s, _| s.check_exact(&[]),
         fit_state: None,
         cross_bank_sims: false,
     };
@@ -338,6 +356,22 @@ impl MethodState {
 
     pub fn is_empty(&self) -> bool {
         self.vectors.is_empty()
+    }
+
+    /// `Ok` iff the state holds exactly the vectors `want` (name, length), in any order.
+    pub fn check_exact(&self, want: &[(&str, usize)]) -> std::result::Result<(), String> {
+        for (name, values) in &self.vectors {
+            match want.iter().find(|(n, _)| n == name) {
+                None if want.is_empty() => return Err(format!("the method keeps no state, got vector '{name}'")),
+                None => return Err(format!("unexpected state vector '{name}' (expected {})", want.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "))),
+                Some(&(_, len)) if values.len() != len => return Err(format!("state vector '{name}' holds {} values, expected {len}", values.len())),
+                Some(_) => {}
+            }
+        }
+        match want.iter().find(|(n, _)| self.get(n).is_none()) {
+            Some((n, _)) => Err(format!("state vector '{n}' is missing")),
+            None => Ok(()),
+        }
     }
 }
 

@@ -475,6 +475,22 @@ pub fn fit_state(p: &Params, inputs: &FitInputs, dual: bool, ctl: &Control) -> R
     Ok(state)
 }
 
+/// The state check of `sn` / `dual-sn` (`MethodInfo::check_state`): exactly `logU` (one value per
+/// gallery item), `logV` (one per query-bank row; ≥ 1, and the stored bank's rows when it is kept)
+/// and `iterationsRun` (one integer in `0..=iterations`).
+pub fn check_state(p: &Params, s: &MethodState, shape: &crate::methods::StateShape) -> std::result::Result<(), String> {
+    let m = s.get(STATE_LOG_V).map_or(0, |v| v.len());
+    if m == 0 || (shape.query_bank_rows > 0 && m != shape.query_bank_rows) {
+        return Err(format!("state vector '{STATE_LOG_V}' holds {m} values, expected one per query-bank row"));
+    }
+    s.check_exact(&[(STATE_LOG_U, shape.n_gallery), (STATE_LOG_V, m), (STATE_ITERATIONS, 1)])?;
+    let t = s.get(STATE_ITERATIONS).unwrap()[0];
+    if t.fract() != 0.0 || t < 0.0 || t > p.iterations as f64 {
+        return Err(format!("state '{STATE_ITERATIONS}' = {t}, expected an integer in 0..={}", p.iterations));
+    }
+    Ok(())
+}
+
 /// The scorer `ℓ(q, j) = s − h_j` with `h_j = −τ·log u_j` (scale 1, one bias variant).
 pub fn scorer(p: &Params, state: &MethodState, n: usize) -> Scorer {
     let lu = state.get(STATE_LOG_U).expect("Sinkhorn state logU");

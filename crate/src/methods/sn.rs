@@ -24,6 +24,7 @@ pub const INFO: MethodInfo = MethodInfo {
     requests: |_| (None, None),
     scorer: |p, _, _, state, n| sinkhorn::scorer(p, state, n),
     gallery_dependent: true,
+    check_state: sinkhorn::check_state,
     fit_state: Some(|p, inputs, _, _, ctl| sinkhorn::fit_state(p, inputs, false, ctl)),
     ..MethodInfo::BASE
 };

@@ -23,9 +23,9 @@ pub fn save(n: &Normalizer, path: impl AsRef<Path>) -> Result<()> {
     write_atomic(path.as_ref(), |w: &mut dyn io::Write| write_to(n, w))
 }
 
-/// Loads a normaliser saved by [`save`]. `ERR_IO` if the file cannot be opened or read or is not a
+/// Loads a normaliser saved by [`save`] (format version 3, or a version-1 file). `ERR_IO` if the file cannot be opened or read or is not a
 /// regular file (refused without blocking, e.g. on a FIFO), `ERR_FORMAT` (naming the file and the
-/// problem) if it is not a valid version-1 file.
+/// problem) if it is not a valid file.
 pub fn load(path: impl AsRef<Path>) -> Result<Normalizer> {
     let path = path.as_ref();
     let name = path.display().to_string();

@@ -1,6 +1,7 @@
 //! The save-file format: encoding a [`Normalizer`] to bytes and decoding (with every check) from a
 //! byte stream of known length. No filesystem access here; files are [`super::file`]'s job. The
-//! layout and the order of the checks are in the [module docs](super).
+//! layout and the order of the checks are in the [module docs](super). Versions 1 and 3 are read;
+//! version 3 is written.
 
 use std::io::{self, Read, Write};
 
@@ -9,21 +10,38 @@ use crate::npy::read_full;
 use crate::error::{Error, ErrorCode, Result};
 use crate::kernels::similarity::Metric;
 use crate::methods::stats::{BankStats, StatsRequest};
-use crate::methods::{Method, Params};
+use crate::methods::{param_spec, Method, MethodState, Params};
 use crate::normalizer::{Mode, Normalizer};
 
 /// The 8 magic bytes every file starts with.
 pub const MAGIC: [u8; 8] = *b"\x89DBNORM\n";
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes (it also reads [`V1_FORMAT_VERSION`]; version 2 is the
+/// partial-fit file of [`crate::shard::file`]).
+pub const FORMAT_VERSION: u32 = 3;
+/// The first format version, still read.
+pub const V1_FORMAT_VERSION: u32 = 1;
 /// Written as a little-endian `u32`; read back byte-swapped it reveals a big-endian file.
 pub const ENDIAN_MARKER: u32 = 0x0A0B_0C0D;
-/// Bytes of the version-1 header, section table included.
-pub const HEADER_LEN: usize = 264;
+/// Bytes of the version-3 header, section table included (the version-1 header is the same up to
+/// its shorter section table: [`V1_HEADER_LEN`]).
+pub const HEADER_LEN: usize = 280;
+/// Bytes of the version-1 header.
+pub const V1_HEADER_LEN: usize = 264;
 /// Bytes of the trailing checksum.
 pub const TRAILER_LEN: usize = 4;
+/// Number of body sections in version 3 (the 11 of version 1, then parameters and method state).
+pub const SECTION_COUNT: usize = 13;
 /// Number of body sections in version 1.
-pub const SECTION_COUNT: usize = 11;
+pub const V1_SECTION_COUNT: usize = 11;
+
+/// The section count and header length of a readable format version.
+fn layout(version: u32) -> (usize, usize) {
+    if version == V1_FORMAT_VERSION {
+        (V1_SECTION_COUNT, V1_HEADER_LEN)
+    } else {
+        (SECTION_COUNT, HEADER_LEN)
+    }
+}
 
 /// Byte offsets of the header fields (see the module docs).
 pub mod offsets {
@@ -61,6 +79,10 @@ pub mod sections {
     pub const QUERY_STATS: usize = 3;
     /// First section of the gallery-bank statistics.
     pub const GALLERY_STATS: usize = 7;
+    /// Version 3: the parameters outside the version-1 header block, by name.
+    pub const PARAMS: usize = 11;
+    /// Version 3: the method's fitted state (named `f64` vectors).
+    pub const STATE: usize = 12;
 }
 
 /// The CRC-32 (IEEE) used as the file checksum.
@@ -76,6 +98,8 @@ enum Kind {
     F32,
     F64,
     U32,
+    /// Bytes with their own encoding (the name tables of version 3).
+    U8,
 }
 
 impl Kind {
@@ -83,6 +107,7 @@ impl Kind {
         match self {
             Kind::F32 | Kind::U32 => 4,
             Kind::F64 => 8,
+            Kind::U8 => 1,
         }
     }
 }
@@ -100,6 +125,8 @@ const KINDS: [Kind; SECTION_COUNT] = [
     Kind::F64,
     Kind::U32,
     Kind::F32,
+    Kind::U8,
+    Kind::U8,
 ];
 
 const SECTION_NAMES: [&str; SECTION_COUNT] = [
@@ -114,16 +141,24 @@ const SECTION_NAMES: [&str; SECTION_COUNT] = [
     "galleryBank top-mean",
     "galleryBank row top-k indices",
     "galleryBank row top-k scores",
+    "parameters",
+    "method state",
 ];
 
-/// Sections 0–2 are always present (possibly empty).
-const ALWAYS_PRESENT: u32 = 0b111;
-const ALL_SECTIONS: u32 = (1 << SECTION_COUNT) - 1;
+/// Sections always present (possibly empty): 0–2, and in version 3 the parameter and state tables.
+fn always_present(version: u32) -> u32 {
+    if version == V1_FORMAT_VERSION {
+        0b111
+    } else {
+        0b111 | 1 << sections::PARAMS | 1 << sections::STATE
+    }
+}
 
 enum SecRef<'a> {
     F32(&'a [f32]),
     F64(&'a [f64]),
     U32(&'a [u32]),
+    U8(&'a [u8]),
 }
 
 impl SecRef<'_> {
@@ -132,6 +167,7 @@ impl SecRef<'_> {
             SecRef::F32(v) => v.len() * 4,
             SecRef::F64(v) => v.len() * 8,
             SecRef::U32(v) => v.len() * 4,
+            SecRef::U8(v) => v.len(),
         }
     }
 }
@@ -140,6 +176,124 @@ enum SecVec {
     F32(Vec<f32>),
     F64(Vec<f64>),
     U32(Vec<u32>),
+    U8(Vec<u8>),
+}
+
+// ---------------------------------------------------------------------------------------------
+// version-3 name tables
+
+/// The parameters stored in the version-1 header block (offsets 24–71); every other parameter a
+/// method reads goes, by name, into the parameter section.
+pub const HEADER_PARAMS: [&str; 6] = ["betaQuery", "betaGallery", "k", "cslsK", "nnnK", "nnnAlpha"];
+
+fn put_name(out: &mut Vec<u8>, name: &str) {
+    out.extend_from_slice(&(name.len() as u32).to_le_bytes());
+    out.extend_from_slice(name.as_bytes());
+}
+
+/// The parameter section of `n`: for each parameter the method reads that is not in the header
+/// block, `u32` name length, the UTF-8 name, the value `f64` (integers exactly as `f64`).
+pub fn encode_params(n: &Normalizer) -> Vec<u8> {
+    let mut out = Vec::new();
+    for name in n.method.info().params.iter().filter(|p| !HEADER_PARAMS.contains(p)) {
+        let spec = param_spec(name).expect("registry params are in PARAMS (registry test)");
+        put_name(&mut out, name);
+        out.extend_from_slice(&spec.get(&n.params).to_le_bytes());
+    }
+    out
+}
+
+/// The state section: for each vector, `u32` name length, the UTF-8 name, `u64` value count, the
+/// values `f64`.
+pub fn encode_state(state: &MethodState) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, v) in &state.vectors {
+        put_name(&mut out, name);
+        out.extend_from_slice(&(v.len() as u64).to_le_bytes());
+        for x in v {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// A cursor over a name table; every length is checked against the bytes left before use.
+struct Table<'a> {
+    b: &'a [u8],
+    what: &'static str,
+    name: &'a str,
+}
+
+impl<'a> Table<'a> {
+    fn take(&mut self, len: usize) -> Result<&'a [u8]> {
+        if len > self.b.len() {
+            return Err(fmt_err(self.name, format!("inconsistent file: the {} section ends inside an entry", self.what)));
+        }
+        let (a, rest) = self.b.split_at(len);
+        self.b = rest;
+        Ok(a)
+    }
+
+    fn entry_name(&mut self) -> Result<&'a str> {
+        let len = u32::from_le_bytes(self.take(4)?.try_into().unwrap()) as usize;
+        let raw = self.take(len)?;
+        match std::str::from_utf8(raw) {
+            Ok(s) if !s.is_empty() => Ok(s),
+            _ => Err(fmt_err(self.name, format!("inconsistent file: an entry of the {} section has an empty or non-UTF-8 name", self.what))),
+        }
+    }
+
+    fn f64(&mut self) -> Result<f64> {
+        Ok(f64::from_le_bytes(self.take(8)?.try_into().unwrap()))
+    }
+}
+
+/// Applies the parameter section to `params` (which holds the header block): every name must be a
+/// parameter of `method` outside the header block, at most once, in range; every such parameter
+/// of the method must be present. `ERR_FORMAT` otherwise.
+pub fn decode_params(bytes: &[u8], method: Method, params: &mut Params, name: &str) -> Result<()> {
+    let mut t = Table { b: bytes, what: "parameter", name };
+    let mut seen: Vec<&str> = Vec::new();
+    while !t.b.is_empty() {
+        let p = t.entry_name()?;
+        let v = t.f64()?;
+        let spec = param_spec(p).ok_or_else(|| fmt_err(name, format!("inconsistent file: unknown parameter '{p}'")))?;
+        if HEADER_PARAMS.contains(&p) || !method.info().uses(p) {
+            return Err(fmt_err(name, format!("inconsistent file: parameter '{p}' is not stored by name for method '{}'", method.as_str())));
+        }
+        if seen.contains(&p) {
+            return Err(fmt_err(name, format!("inconsistent file: parameter '{p}' is stored twice")));
+        }
+        seen.push(p);
+        spec.check(v).map_err(|e| fmt_err(name, format!("inconsistent file: {}", e.message)))?;
+        spec.set(params, v);
+    }
+    if let Some(p) = method.info().params.iter().find(|p| !HEADER_PARAMS.contains(p) && !seen.contains(p)) {
+        return Err(fmt_err(name, format!("inconsistent file: parameter '{p}' of method '{}' is missing", method.as_str())));
+    }
+    Ok(())
+}
+
+/// Decodes the state section: unique names, finite values, every count checked against the bytes
+/// left before anything is allocated. `ERR_FORMAT` otherwise.
+pub fn decode_state(bytes: &[u8], name: &str) -> Result<MethodState> {
+    let mut t = Table { b: bytes, what: "method state", name };
+    let mut state = MethodState::default();
+    while !t.b.is_empty() {
+        let v = t.entry_name()?.to_string();
+        let count = u64::from_le_bytes(t.take(8)?.try_into().unwrap());
+        let len = usize::try_from(count).ok().and_then(|c| c.checked_mul(8)).filter(|&l| l <= t.b.len());
+        let Some(len) = len else {
+            return Err(fmt_err(name, format!("inconsistent file: state vector '{v}' declares {count} values, more than the section holds")));
+        };
+        let values: Vec<f64> = t.take(len)?.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect();
+        check_finite_f64(&values, &format!("state vector '{v}'"), name)?;
+        if state.get(&v).is_some() {
+            return Err(fmt_err(name, format!("inconsistent file: state vector '{v}' is stored twice")));
+        }
+        state.vectors.push((v, values));
+    }
+    Ok(state)
 }
 
 fn pad8(len: usize) -> usize {
@@ -180,7 +334,7 @@ fn put_f64(h: &mut [u8], off: usize, v: f64) {
     h[off..off + 8].copy_from_slice(&v.to_le_bytes());
 }
 
-fn section_refs<'a>(n: &'a Normalizer, store: Option<&'a [f32]>) -> [Option<SecRef<'a>>; SECTION_COUNT] {
+fn section_refs<'a>(n: &'a Normalizer, store: Option<&'a [f32]>, params: &'a [u8], state: &'a [u8]) -> [Option<SecRef<'a>>; SECTION_COUNT] {
     let q = n.query_stats.as_ref();
     let g = n.gallery_stats.as_ref();
     fn lse(s: Option<&BankStats>) -> Option<SecRef<'_>> {
@@ -207,6 +361,8 @@ fn section_refs<'a>(n: &'a Normalizer, store: Option<&'a [f32]>) -> [Option<SecR
         top(g),
         idx(g),
         sc(g),
+        Some(SecRef::U8(params)),
+        Some(SecRef::U8(state)),
     ]
 }
 
@@ -284,10 +440,16 @@ impl<W: Write + ?Sized> Hashing<'_, W> {
     }
 }
 
-/// Writes `n` in the version-1 format to `w` (which should be buffered).
+/// Writes `n` in the current format (version 3) to `w` (which should be buffered).
 pub fn write_to<W: Write + ?Sized>(n: &Normalizer, w: &mut W) -> io::Result<()> {
+    write_with(n, &encode_params(n), &encode_state(&n.state), w)
+}
+
+/// [`write_to`] with the parameter and state sections given as bytes (tests write malformed ones).
+#[doc(hidden)]
+pub fn write_with<W: Write + ?Sized>(n: &Normalizer, params: &[u8], state: &[u8], w: &mut W) -> io::Result<()> {
     let store = super::store::encode(n);
-    let secs = section_refs(n, store.as_ref().map(|s| &s.1[..]));
+    let secs = section_refs(n, store.as_ref().map(|s| &s.1[..]), params, state);
     let header = encode_header(n, &secs, store.as_ref().map(|s| s.0).unwrap_or(0));
     let mut hw = Hashing { w, crc: crc32fast::Hasher::new(), buf: Vec::new() };
     hw.put(&header)?;
@@ -296,6 +458,7 @@ pub fn write_to<W: Write + ?Sized>(n: &Normalizer, w: &mut W) -> io::Result<()> 
             SecRef::F32(v) => hw.put_elems(v, f32::to_le_bytes)?,
             SecRef::F64(v) => hw.put_elems(v, f64::to_le_bytes)?,
             SecRef::U32(v) => hw.put_elems(v, u32::to_le_bytes)?,
+            SecRef::U8(v) => hw.put(v)?,
         }
         hw.put(&[0u8; 8][..pad8(s.byte_len())])?;
     }
@@ -343,34 +506,38 @@ fn check_preamble(h: &[u8], name: &str) -> Result<()> {
     }
     let version = get_u32(h, offsets::VERSION);
     let marker = if h.len() >= offsets::ENDIAN + 4 { Some(get_u32(h, offsets::ENDIAN)) } else { None };
-    if version != FORMAT_VERSION {
+    let readable = |v: u32| v == FORMAT_VERSION || v == V1_FORMAT_VERSION;
+    if !readable(version) {
         // A big-endian writer would have stored both the version and the marker byte-swapped.
-        if version.swap_bytes() == FORMAT_VERSION && marker == Some(ENDIAN_MARKER.swap_bytes()) {
+        if readable(version.swap_bytes()) && marker == Some(ENDIAN_MARKER.swap_bytes()) {
             return Err(fmt_err(name, "wrong endianness: the file was written big-endian; this build reads little-endian files"));
         }
-        return Err(fmt_err(name, format!("unsupported format version {version} (this build reads {FORMAT_VERSION})")));
+        return Err(fmt_err(name, format!("unsupported format version {version} (this build reads {V1_FORMAT_VERSION} and {FORMAT_VERSION})")));
     }
     match marker {
-        None => Err(fmt_err(name, format!("truncated header: {} bytes, a version {FORMAT_VERSION} header has {HEADER_LEN}", h.len()))),
+        None => Err(fmt_err(name, format!("truncated header: {} bytes, a version {version} header has {}", h.len(), layout(version).1))),
         Some(ENDIAN_MARKER) => Ok(()),
         Some(m) if m == ENDIAN_MARKER.swap_bytes() => Err(fmt_err(name, "wrong endianness: the file was written big-endian; this build reads little-endian files")),
         Some(m) => Err(fmt_err(name, format!("wrong endianness marker 0x{m:08x} (expected 0x{ENDIAN_MARKER:08x}): corrupted header"))),
     }
 }
 
-/// Structural check of the section table against the file size; returns the section byte lengths.
-fn check_lengths(h: &[u8], file_len: u64, name: &str) -> Result<[usize; SECTION_COUNT]> {
+/// Structural check of the section table against the file size; returns the section byte lengths
+/// (as many as the version has sections).
+fn check_lengths(h: &[u8], version: u32, file_len: u64, name: &str) -> Result<Vec<usize>> {
+    let (sections, header_len) = layout(version);
     let count = get_u32(h, offsets::SECTION_COUNT);
-    if count as usize != SECTION_COUNT {
-        return Err(fmt_err(name, format!("corrupted header: {count} sections declared, version {FORMAT_VERSION} has {SECTION_COUNT}")));
+    if count as usize != sections {
+        return Err(fmt_err(name, format!("corrupted header: {count} sections declared, version {version} has {sections}")));
     }
     let present = get_u32(h, offsets::PRESENT);
-    if present & !ALL_SECTIONS != 0 || present & ALWAYS_PRESENT != ALWAYS_PRESENT {
+    let always = always_present(version);
+    if present & !((1u32 << sections) - 1) != 0 || present & always != always {
         return Err(fmt_err(name, format!("corrupted header: invalid section bitmask 0x{present:x}")));
     }
-    let mut total: u64 = (HEADER_LEN + TRAILER_LEN) as u64;
-    let mut lens = [0u64; SECTION_COUNT];
-    for i in 0..SECTION_COUNT {
+    let mut total: u64 = (header_len + TRAILER_LEN) as u64;
+    let mut lens = vec![0u64; sections];
+    for i in 0..sections {
         let len = get_u64(h, offsets::SECTION_LENGTHS + 8 * i);
         if present & (1 << i) == 0 && len != 0 {
             return Err(fmt_err(name, format!("corrupted header: absent section '{}' has length {len}", SECTION_NAMES[i])));
@@ -390,11 +557,7 @@ fn check_lengths(h: &[u8], file_len: u64, name: &str) -> Result<[usize; SECTION_
         return Err(fmt_err(name, format!("{what}: the header declares {total} bytes, the file has {file_len}")));
     }
     // Every length is now bounded by the actual file size.
-    let mut out = [0usize; SECTION_COUNT];
-    for i in 0..SECTION_COUNT {
-        out[i] = usize::try_from(lens[i]).map_err(|_| fmt_err(name, "file too large for this platform"))?;
-    }
-    Ok(out)
+    lens.into_iter().map(|l| usize::try_from(l).map_err(|_| fmt_err(name, "file too large for this platform"))).collect()
 }
 
 /// An empty vector with room for `count` elements, or the allocation error (never an abort).
@@ -437,6 +600,7 @@ impl<R: Read> Reader<'_, R> {
             Kind::F32 => SecVec::F32(reserved(count).map_err(oom)?),
             Kind::F64 => SecVec::F64(reserved(count).map_err(oom)?),
             Kind::U32 => SecVec::U32(reserved(count).map_err(oom)?),
+            Kind::U8 => SecVec::U8(reserved(count).map_err(oom)?),
         };
         let mut left = len;
         while left > 0 {
@@ -447,6 +611,7 @@ impl<R: Read> Reader<'_, R> {
                 SecVec::F32(v) => v.extend(b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()))),
                 SecVec::F64(v) => v.extend(b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()))),
                 SecVec::U32(v) => v.extend(b.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap()))),
+                SecVec::U8(v) => v.extend_from_slice(b),
             }
             left -= want;
         }
@@ -464,22 +629,30 @@ impl<R: Read> Reader<'_, R> {
 /// Reads a normaliser from `r`, whose total length is `file_len` bytes; `name` names the source in errors.
 pub fn read_from<R: Read>(r: &mut R, file_len: u64, name: &str) -> Result<Normalizer> {
     let io_err = |e: io::Error| Error::new(ErrorCode::Io, format!("{name}: cannot read: {e}"));
-    let mut h = vec![0u8; (file_len.min(HEADER_LEN as u64)) as usize];
+    // The shorter (version-1) header first; a version-3 header's longer section table after.
+    let mut h = vec![0u8; (file_len.min(V1_HEADER_LEN as u64)) as usize];
     let got = read_full(r, &mut h).map_err(io_err)?;
     h.truncate(got);
     if crate::shard::file::is_partial_header(&h) {
         return Err(Error::new(ErrorCode::Partial, format!("{name}: a partial normaliser (one shard of a fit): merge the parts first (Normalizer.merge, `dbnorm merge`)")));
     }
     check_preamble(&h, name)?;
-    if h.len() < HEADER_LEN {
-        return Err(fmt_err(name, format!("truncated header: {} bytes, a version {FORMAT_VERSION} header has {HEADER_LEN}", h.len())));
+    let version = get_u32(&h, offsets::VERSION);
+    let header_len = layout(version).1;
+    if h.len() == V1_HEADER_LEN && header_len > V1_HEADER_LEN {
+        let mut rest = vec![0u8; (file_len.min(header_len as u64) as usize).saturating_sub(V1_HEADER_LEN)];
+        let got = read_full(r, &mut rest).map_err(io_err)?;
+        h.extend_from_slice(&rest[..got]);
     }
-    let lens = check_lengths(&h, file_len, name)?;
+    if h.len() < header_len {
+        return Err(fmt_err(name, format!("truncated header: {} bytes, a version {version} header has {header_len}", h.len())));
+    }
+    let lens = check_lengths(&h, version, file_len, name)?;
 
     let mut rd = Reader { r, crc: crc32fast::Hasher::new(), buf: Vec::new(), name };
     rd.crc.update(&h);
     let present = get_u32(&h, offsets::PRESENT);
-    let mut secs: Vec<Option<SecVec>> = Vec::with_capacity(SECTION_COUNT);
+    let mut secs: Vec<Option<SecVec>> = Vec::with_capacity(lens.len());
     for (i, &len) in lens.iter().enumerate() {
         secs.push(if present & (1 << i) != 0 { Some(rd.section(i, len)?) } else { None });
     }
@@ -496,7 +669,7 @@ pub fn read_from<R: Read>(r: &mut R, file_len: u64, name: &str) -> Result<Normal
     if stored != computed {
         return Err(fmt_err(name, format!("checksum mismatch (stored 0x{stored:08x}, computed 0x{computed:08x}): the file is corrupted")));
     }
-    build(&h, secs, name)
+    build(&h, version, secs, name)
 }
 
 /// Reads a normaliser from an in-memory file image; `name` names it in errors.
@@ -526,6 +699,13 @@ fn take_u32(s: &mut Option<SecVec>) -> Option<Vec<u32>> {
     match s.take() {
         Some(SecVec::U32(v)) => Some(v),
         _ => None,
+    }
+}
+
+fn take_u8(s: Option<&mut Option<SecVec>>) -> Vec<u8> {
+    match s.and_then(|s| s.take()) {
+        Some(SecVec::U8(v)) => v,
+        _ => Vec::new(),
     }
 }
 
@@ -617,13 +797,14 @@ fn build_stats(h: &[u8], desc_off: usize, first: usize, secs: &mut [Option<SecVe
     Ok(BankStats { bank_rows, lse, lse_beta, top_k, top_mean, row_k, row_topk_idx, row_topk_score })
 }
 
-fn build(h: &[u8], mut secs: Vec<Option<SecVec>>, name: &str) -> Result<Normalizer> {
+fn build(h: &[u8], version: u32, mut secs: Vec<Option<SecVec>>, name: &str) -> Result<Normalizer> {
     let method = method_from_code(h[offsets::METHOD]).ok_or_else(|| fmt_err(name, format!("unknown method code {}", h[offsets::METHOD])))?;
     let flags = h[offsets::FLAGS];
     if flags & !(FLAG_QUERY_STATS | FLAG_GALLERY_STATS | super::store::STORE_FLAGS) != 0 || get_u32(h, offsets::RESERVED) != 0 {
         return Err(fmt_err(name, "corrupted header: unknown flags or non-zero reserved bytes"));
     }
-    let params = Params {
+    #[allow(clippy::needless_update)] // Params grows with the table; new fields take defaults, then the name table
+    let mut params = Params {
         beta_query: get_f64(h, offsets::BETA_QUERY),
         beta_gallery: get_f64(h, offsets::BETA_GALLERY),
         k: to_usize(get_u64(h, offsets::K), "k", name)?,
@@ -632,6 +813,10 @@ fn build(h: &[u8], mut secs: Vec<Option<SecVec>>, name: &str) -> Result<Normaliz
         nnn_alpha: get_f64(h, offsets::NNN_ALPHA),
         ..Params::default()
     };
+    // Version 1 has no name tables: its methods read header parameters only (checked here, too).
+    decode_params(&take_u8(secs.get_mut(sections::PARAMS)), method, &mut params, name)?;
+    let state = decode_state(&take_u8(secs.get_mut(sections::STATE)), name)?;
+    debug_assert!(version != V1_FORMAT_VERSION || secs.len() == V1_SECTION_COUNT);
     params.validate(method).map_err(|e| fmt_err(name, format!("invalid parameters for method '{}': {}", method.as_str(), e.message)))?;
     let n = to_usize(get_u64(h, offsets::N_GALLERY), "n_gallery", name)?;
     // Gallery indices are u32; and n_gallery sizes per-item state (e.g. a `none` normaliser in
@@ -716,7 +901,7 @@ fn build(h: &[u8], mut secs: Vec<Option<SecVec>>, name: &str) -> Result<Normaliz
         }
     }
     let [query_stats, gallery_stats] = stats;
-    let mut out = Normalizer::rebuild(method, params, mode.clone(), n, gallery, query_bank, gallery_bank, query_stats, gallery_stats, Default::default())
+    let mut out = Normalizer::rebuild(method, params, mode.clone(), n, gallery, query_bank, gallery_bank, query_stats, gallery_stats, state)
         .map_err(|e| fmt_err(name, format!("inconsistent file: {}", e.message)))?;
     if let (true, Mode::Embeddings { metric, dim }) = (store != 0, mode) {
         super::store::decode(&mut out, flags, &store_words, metric, dim, name)?;

@@ -75,9 +75,9 @@ const KINDS: [(usize, &str); SECTIONS] = [
     (4, "galleryBank row top-k scores"),
 ];
 
-/// Method codes: the order of [`Method::ALL`], which is the version-1 coding.
+/// Method codes: the save-file codes of the registry (`MethodInfo::persist_code`).
 fn method_code(m: Method) -> u8 {
-    Method::ALL.iter().position(|&x| x == m).expect("every method is listed") as u8
+    m.info().persist_code
 }
 
 fn pad8(len: usize) -> usize {
@@ -312,11 +312,12 @@ pub fn from_bytes(bytes: &[u8], name: &str) -> Result<PartialFit> {
 
     let bad = |what: String| ferr(name, format!("inconsistent file: {what}"));
     let usz = |v: u64, what: &str| usize::try_from(v).map_err(|_| bad(format!("{what} = {v} does not fit this platform")));
-    let method = Method::ALL.get(h[16] as usize).copied().ok_or_else(|| ferr(name, format!("unknown method code {}", h[16])))?;
+    let method = Method::from_persist_code(h[16]).ok_or_else(|| ferr(name, format!("unknown method code {}", h[16])))?;
     let flags = h[OFF_FLAGS];
     if flags & !(FLAG_PARTIAL | FLAG_Q | FLAG_G) != 0 || u32_at(h, 20) != 0 {
         return Err(ferr(name, "corrupted header: unknown flags or non-zero reserved bytes"));
     }
+    #[allow(clippy::needless_update)] // Params grows with the table; shardable methods read this block only
     let params = Params {
         beta_query: f64_at(h, 24),
         beta_gallery: f64_at(h, 32),

@@ -33,6 +33,32 @@ use crate::methods::stats::{bank_states, BankStates, BankStats, Source, StatsReq
 use crate::methods::{Method, Params};
 use crate::normalizer::{Mode, Normalizer};
 
+/// `ERR_UNSUPPORTED` unless a fit of `method` splits into shards that [`merge`] reduces exactly:
+/// its fitted data must be bank statistics only (the reductions of the module docs). Refused: methods
+/// whose data depend on the whole gallery (`gallery_dependent`: SN / DBSN, plain InvGC), methods
+/// that transform vectors (`embeddings_only`: DN, InvGC, DisSimLocal), methods with fitted state
+/// (their `check_state` refuses an empty state), and methods reading parameters outside the
+/// partial file's header block (the partial format stores that block only).
+pub fn check_shardable(method: Method) -> Result<()> {
+    let info = method.info();
+    let shape = crate::methods::StateShape { n_gallery: 1, dim: 1, query_bank_rows: 1, gallery_bank_rows: 1 };
+    let why = if info.gallery_dependent {
+        Some("its per-item data depend on the whole gallery")
+    } else if info.embeddings_only {
+        Some("it transforms the embeddings")
+    } else if (info.check_state)(&Params::default(), &crate::methods::MethodState::default(), &shape).is_err() {
+        Some("it keeps fitted state beyond the bank statistics")
+    } else if info.params.iter().any(|p| !crate::persist::format::HEADER_PARAMS.contains(p)) {
+        Some("partial files store the version-1 parameter block only")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(Error::unsupported(format!("method '{}' cannot be fitted in shards and merged ({why}); fit it in one process", method.as_str()))),
+        None => Ok(()),
+    }
+}
+
 /// A row range `start .. start + count` of an axis of `total` rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Range {
@@ -160,6 +186,7 @@ impl PartialFit {
     /// one of [`Normalizer::fit_embeddings`], plus the shard ranges (`ERR_PARAM`).
     #[allow(clippy::too_many_arguments)]
     pub fn fit_embeddings(method: Method, params: Params, metric: Metric, gallery: MatRef, query_bank: Option<MatRef>, gallery_bank: Option<MatRef>, spec: ShardSpec, ctl: &Control) -> Result<PartialFit> {
+        check_shardable(method)?;
         params.validate(method)?;
         if gallery.rows == 0 {
             return Err(Error::shape("gallery has 0 rows (need at least one item)"));
@@ -208,6 +235,7 @@ impl PartialFit {
     /// columns `spec.gallery.start ..`; likewise `gallery_bank_sims`. `gallery_count` is needed only
     /// when no matrix is given (method `none`).
     pub fn fit_similarities(method: Method, params: Params, query_bank_sims: Option<MatRef>, gallery_bank_sims: Option<MatRef>, gallery_count: Option<usize>, spec: ShardSpec, ctl: &Control) -> Result<PartialFit> {
+        check_shardable(method)?;
         params.validate(method)?;
         for (m, name) in [(query_bank_sims, "queryBankSims"), (gallery_bank_sims, "galleryBankSims")] {
             if let Some(m) = m {
@@ -318,6 +346,7 @@ pub fn merge<P: std::borrow::Borrow<PartialFit>>(parts: &[P], ctl: &Control) -> 
     let parts: Vec<&PartialFit> = parts.iter().map(|p| p.borrow()).collect();
     let Some(&first) = parts.first() else { return Err(merge_err("no parts to merge")) };
     let (method, params, mode) = (first.method, first.params, first.mode.clone());
+    check_shardable(method)?;
     let n = first.gallery_range.total;
     let totals = |p: &PartialFit| (p.query_stats.as_ref().map(|b| b.range.total), p.gallery_stats.as_ref().map(|b| b.range.total));
     for (i, p) in parts.iter().enumerate() {
