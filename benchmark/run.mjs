@@ -799,8 +799,12 @@ function markdown(r) {
   }
   if (r.floors.length) L.push('**Floors (issue 14)**', '', '| floor | measured | threshold | result | margin |', '|---|---|---|---|---|');
   for (const f of r.floors) {
-    const val = typeof f.value === 'number' ? (f.name.includes('GB') || f.name.includes('ms') ? fmtN(f.value, 2) : fmtX(f.value)) : f.value;
-    const thr = typeof f.threshold === 'number' ? (f.name.includes('GB') || f.name.includes('ms') ? `< ${f.threshold}` : f.name.includes('p50') ? `≤ ${f.threshold}×` : `≥ ${f.threshold}×`) : f.threshold;
+    // units and direction from the floor's name: absolute figures (GB, ms, ns) or ratios (×)
+    const ns = f.name.includes('ns per element');
+    const abs = ns || f.name.includes('GB') || f.name.endsWith(', ms') || f.name.includes("'off', ms");
+    const atMost = ns || f.name.includes('p50') || f.name.includes('fit time ÷');
+    const val = typeof f.value === 'number' ? (abs ? `${fmtN(f.value, 2)}${ns ? ' ns' : ''}` : fmtX(f.value)) : f.value;
+    const thr = typeof f.threshold === 'number' ? (ns ? `≤ ${f.threshold} ns` : abs ? `< ${f.threshold}` : atMost ? `≤ ${f.threshold}×` : `≥ ${f.threshold}×`) : f.threshold;
     L.push(`| ${f.name} | ${val}${f.note ? ` (${f.note})` : ''} | ${thr} | ${f.pass ? 'pass' : '**FAIL**'} | ${f.margin == null ? '' : fmtX(f.margin)} |`);
   }
   L.push('');

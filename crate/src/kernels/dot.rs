@@ -1,5 +1,6 @@
 //! Inner products of query rows with gallery rows — the similarity kernel of every search, score
-//! and rerank path (the GEMM in [`super::gemm`] serves the bank statistics and `similarity()`).
+//! and rerank path (the GEMM in [`super::gemm`] serves `similarity()`, the fused kernel in [`super::fused`] the bank
+//! statistics).
 //!
 //! # One summation order per element (batch independence)
 //! Every variant computes each inner product `q·g` with one fixed sequence of operations that

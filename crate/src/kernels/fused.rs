@@ -55,6 +55,11 @@ impl Packed {
     /// # Panics
     /// If `src.len() < rows · d`.
     pub fn pack(&mut self, src: &[f32], rows: usize, d: usize) {
+        self.pack_with(src, rows, d, true)
+    }
+
+    /// [`Packed::pack`], splitting large packings over the thread pool only if `parallel`.
+    pub fn pack_with(&mut self, src: &[f32], rows: usize, d: usize, parallel: bool) {
         use rayon::prelude::*;
         assert!(src.len() >= rows * d, "Packed::pack: source too short");
         let w = self.width;
@@ -82,7 +87,7 @@ impl Packed {
             }
         };
         if d > 0 {
-            if len >= 1 << 16 {
+            if parallel && len >= 1 << 16 {
                 data.par_chunks_mut(w * d).enumerate().for_each(body);
             } else {
                 data.chunks_mut(w * d).enumerate().for_each(body);
@@ -239,6 +244,9 @@ pub struct Fold<'a> {
     pub topv: &'a mut [TopValues],
     /// Per bank row of the block, its best gallery items (offered in increasing gallery index).
     pub cand: Option<&'a mut TopKLists>,
+    /// Gallery index of row 0 of the packed gallery (0 when the whole gallery is packed; a tile's
+    /// first item when only that tile is).
+    pub first_item: usize,
 }
 
 thread_local! {
@@ -247,7 +255,7 @@ thread_local! {
 }
 
 /// Folds gallery panels `panels` of `gal` against every row of the packed bank block `bank` into
-/// `fold`; gallery item indices reported to `fold.cand` start at `panels.start · PANEL`.
+/// `fold`; the gallery index reported to `fold.cand` for packed row `r` is `fold.first_item + r`.
 ///
 /// Per gallery item and block: the log-sum-exp state takes the block maximum as its shift and adds
 /// `exp(β·x − shift)` over the bank rows in order (`f64`); the top-K values and the per-row lists
@@ -308,7 +316,7 @@ pub fn fold_tile(isa: Isa, gal: &Packed, panels: std::ops::Range<usize>, bank: &
                         if row.iter().fold(false, |a, &x| a | (x > t)) {
                             for l in 0..valid {
                                 if row[l] > cand.threshold(b) {
-                                    cand.push(b, row[l], (jp + l) as u32);
+                                    cand.push(b, row[l], (fold.first_item + jp + l) as u32);
                                 }
                             }
                         }
@@ -435,7 +443,7 @@ mod tests {
                 for range in [0..cut, cut..np] {
                     let j0 = range.start * PANEL;
                     let j1 = (range.end * PANEL).min(n);
-                    let mut f = Fold { beta, lse: &mut lse[j0..j1], topv: &mut topv[j0..j1], cand: Some(&mut cand) };
+                    let mut f = Fold { beta, lse: &mut lse[j0..j1], topv: &mut topv[j0..j1], cand: Some(&mut cand), first_item: 0 };
                     fold_tile(isa, &gp, range, &bp, &mut f);
                 }
                 for j in 0..n {

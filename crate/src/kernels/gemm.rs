@@ -1,4 +1,5 @@
-//! `out = A · Bᵀ` for row-major `f32` matrices: the inner product kernel of every method.
+//! `out = A · Bᵀ` for row-major `f32` matrices: the kernel of `similarity()` (the bank statistics use
+//! [`super::fused`], which never writes the whole product).
 //!
 //! We call the `gemm` crate (sarah-ek/gemm) single-threaded on each tile and parallelise over tiles
 //! ourselves with rayon, so that tile boundaries — and therefore results — never depend on the

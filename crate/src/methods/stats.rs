@@ -6,7 +6,8 @@
 //! packed once per pass and each bank block once (shared by every tile), and the fused kernel
 //! ([`crate::kernels::fused`]) folds each micro-tile of products into the statistics while it is in
 //! L1; from a precomputed matrix, each tile folds its columns in place. Peak extra memory is therefore
-//! O(gallery · d + block · d + threads · block · 64 + gallery · K), never O(bank × gallery). Block
+//! O(min(gallery · d, 256 MiB) + block · d + threads · block · 64 + gallery · K), never
+//! O(bank × gallery). Block
 //! and tile boundaries are constants and per-item state is updated by exactly one task in block
 //! order, so results are bit-identical for any thread count.
 //!
@@ -24,6 +25,15 @@ use crate::kernels::fused::{fold_tile, Fold, Packed, MR, PANEL};
 use crate::kernels::isa::Isa;
 use crate::kernels::lse::{add_exp_shifted, exp_nonpos, LseState};
 use crate::kernels::topk::{TopKLists, TopValues};
+
+/// Largest gallery (bytes of `f32` embeddings) packed once per statistics pass; larger galleries
+/// are packed tile by tile (see [`bank_states`]).
+pub const PACK_ONCE_MAX_BYTES: usize = 256 << 20;
+
+thread_local! {
+    /// Per-thread packed gallery tile (galleries above [`PACK_ONCE_MAX_BYTES`]).
+    static TILE_PACK: std::cell::RefCell<Packed> = std::cell::RefCell::new(Packed::new(PANEL));
+}
 
 /// Bank rows per streamed block.
 pub const BANK_BLOCK: usize = 1024;
@@ -128,6 +138,11 @@ impl BankStates {
 
 /// [`bank_stats`] without the final reduction of the top-K values.
 pub fn bank_states(source: Source, m: usize, n: usize, req: StatsRequest, ctl: &Control, phase: &str) -> Result<BankStates> {
+    bank_states_packing(source, m, n, req, ctl, phase, PACK_ONCE_MAX_BYTES)
+}
+
+/// [`bank_states`] with the gallery packed once iff its embeddings take at most `pack_once_max` bytes.
+fn bank_states_packing(source: Source, m: usize, n: usize, req: StatsRequest, ctl: &Control, phase: &str, pack_once_max: usize) -> Result<BankStates> {
     let top_k = req.top_values.map(|k| k.min(m)).unwrap_or(0);
     let row_k = req.row_topk.map(|k| k.min(n)).unwrap_or(0);
     let mut lse: Vec<LseState> = if req.lse_beta.is_some() { vec![LseState::default(); n] } else { Vec::new() };
@@ -138,10 +153,14 @@ pub fn bank_states(source: Source, m: usize, n: usize, req: StatsRequest, ctl: &
 
     let n_tiles = n.div_ceil(GALLERY_TILE);
     let n_blocks = m.div_ceil(BANK_BLOCK);
-    // From embeddings: the gallery packed once for the whole pass, each bank block once (one buffer).
+    // From embeddings: each bank block packed once (one buffer, shared by every tile); the gallery
+    // packed once for the whole pass when that copy is at most PACK_ONCE_MAX_BYTES, else each tile
+    // packs its own items per block into a per-thread buffer (one extra read of the tile per block:
+    // ~1/(2·BANK_BLOCK) of the block's arithmetic) so that a huge gallery is never duplicated.
     let isa = Isa::detect();
     let (mut gal_packed, mut bank_packed) = (Packed::new(PANEL), Packed::new(MR));
-    if let Source::Embeddings { gallery, dim, .. } = &source {
+    let pack_once = matches!(&source, Source::Embeddings { dim, .. } if n * dim * 4 <= pack_once_max);
+    if let (true, Source::Embeddings { gallery, dim, .. }) = (pack_once, &source) {
         gal_packed.pack(gallery, n, *dim);
     }
     for blk in 0..n_blocks {
@@ -157,10 +176,23 @@ pub fn bank_states(source: Source, m: usize, n: usize, req: StatsRequest, ctl: &
             let j0 = t * GALLERY_TILE;
             let gt = (n - j0).min(GALLERY_TILE);
             match &source {
-                Source::Embeddings { .. } => {
+                Source::Embeddings { gallery, dim, .. } => {
                     let mut cand = (row_k > 0).then(|| ColumnTopK::new(bb, row_k));
-                    let panels = j0 / PANEL..(j0 + gt).div_ceil(PANEL);
-                    fold_tile(isa, gal_packed, panels, bank_packed, &mut Fold { beta, lse: lse_tile, topv: topv_tile, cand: cand.as_mut() });
+                    if pack_once {
+                        let panels = j0 / PANEL..(j0 + gt).div_ceil(PANEL);
+                        fold_tile(isa, gal_packed, panels, bank_packed, &mut Fold { beta, lse: lse_tile, topv: topv_tile, cand: cand.as_mut(), first_item: 0 });
+                    } else {
+                        TILE_PACK.with(|cell| {
+                            let mut own = Packed::new(PANEL);
+                            let mut guard = cell.try_borrow_mut();
+                            let tile = match guard.as_mut() {
+                                Ok(t) => &mut **t,
+                                Err(_) => &mut own,
+                            };
+                            tile.pack_with(&gallery[j0 * dim..(j0 + gt) * dim], gt, *dim, false);
+                            fold_tile(isa, tile, 0..tile.panels(), bank_packed, &mut Fold { beta, lse: lse_tile, topv: topv_tile, cand: cand.as_mut(), first_item: j0 });
+                        });
+                    }
                     cand
                 }
                 Source::Sims { sims } => {
@@ -279,4 +311,28 @@ fn fold_columns(rows: &[&[f32]], j0: usize, beta: f64, lse: &mut [LseState], top
         }
     }
     Some(cand)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The gallery packed once and packed tile by tile (the huge-gallery path) give the same bits,
+    /// over several bank blocks and gallery tiles with tails, for every statistic.
+    #[test]
+    fn packing_once_or_per_tile_gives_identical_statistics() {
+        let (m, n, d) = (BANK_BLOCK + 37, 2 * GALLERY_TILE + 70, 19);
+        let mut s = 21u64;
+        let mut r = || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        };
+        let bank: Vec<f32> = (0..m * d).map(|_| r()).collect();
+        let gallery: Vec<f32> = (0..n * d).map(|_| r()).collect();
+        let req = StatsRequest { lse_beta: Some(9.0), top_values: Some(4), row_topk: Some(3) };
+        let run = |max| bank_states_packing(Source::Embeddings { bank: &bank, gallery: &gallery, dim: d }, m, n, req, &Control::none(), "t", max).unwrap().finish();
+        let (once, tiled) = (run(usize::MAX), run(0));
+        assert_eq!(once, tiled);
+        assert!(once.lse.as_ref().unwrap().iter().all(|v| v.is_finite()));
+    }
 }
