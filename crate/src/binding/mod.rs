@@ -225,6 +225,8 @@ pub struct NativeFitInput {
     pub query_bank_sims: Option<NativeMatrix>,
     pub gallery_bank_sims: Option<NativeMatrix>,
     pub gallery_count: Option<u32>,
+    /// Similarity mode: query bank × gallery bank (m_q × m_g, cross-modal; DBSN).
+    pub query_bank_gallery_bank_sims: Option<NativeMatrix>,
 }
 
 fn opt_view<'a>(m: &'a Option<NativeMatrix>, name: &str) -> crate::Result<Option<MatRef<'a>>> {
@@ -275,7 +277,10 @@ fn fit_impl(input: &NativeFitInput, params: &NativeParams, ctl: &Control) -> cra
     let (method, p) = parse_params(params)?;
     match fit_source(input)? {
         FitSource::Embeddings { metric, gallery, query_bank, gallery_bank } => Normalizer::fit_embeddings(method, p, metric, gallery, query_bank, gallery_bank, ctl),
-        FitSource::Similarities { query_bank_sims, gallery_bank_sims, gallery_count } => Normalizer::fit_similarities(method, p, query_bank_sims, gallery_bank_sims, gallery_count, ctl),
+        FitSource::Similarities { query_bank_sims, gallery_bank_sims, gallery_count } => {
+            let cross = opt_view(&input.query_bank_gallery_bank_sims, "queryBankGalleryBankSims")?;
+            Normalizer::fit_similarities_with(method, p, query_bank_sims, gallery_bank_sims, cross, gallery_count, ctl)
+        }
     }
 }
 
