@@ -10,8 +10,8 @@
 // Wired oracles (fixture case → dbnorm method; keep this list current):
 //   nnn.json   nnn/*                → 'nnn'      (NNNRanker; scores + whole ranking)
 //   kiez.json  csls/nc10            → 'csls'     (kiez CSLS on cosine distance, cslsK = n_candidates)
-//   nnn.json   dn/*                 → 'dn'       (DNRanker; λ, nnnK, nnnAlpha)           [needs method dn]
-//   pot.json   sn/*, dual-sn/*      → 'sn', 'dual-sn' (POT sinkhorn_knopp potentials u)  [needs methods sn, dual-sn]
+//   nnn.json   dn/*                 → 'dn'       (DNRanker; lambda, nnnK, nnnAlpha)       [needs method dn]
+//   pot.json   sn/*, dual-sn/*      → 'sn', 'dual-sn' (POT sinkhorn_knopp; scores in both modes, bias −τ log u)
 //   kiez.json  mp-normal/*          → 'mp'       (Gaussian, mpVariant 0; the full-neighbourhood cases)  [needs method mp]
 //   (no peer)  empiric MP           → 'mp'       (mpVariant 1, spec form: kiez's empiric is wrong across two sets)
 //   kiez.json  ls-standard, ls-nicdm → 'ls'     (lsVariant 0 / 1, lsK = n_candidates)    [needs method ls]
@@ -411,6 +411,12 @@ function potBlock(method: 'sn' | 'dual-sn'): void {
         { ...opts, leakGuard: 'off' },
       );
       const err = expectClose(`${c.name} embeddings scores`, emb.scoresSync(x.queries).data, want);
+      // the potentials themselves: the augmented gallery's last column is −h_j = τ·log u_j (POT's u;
+      // v, the bank potentials, are not exposed by the API)
+      expect(emb.augmentedInfo()).toMatchObject({ scale: 1, extra: 1, gated: false });
+      const aug = emb.augmentedGallery();
+      const h = Float64Array.from({ length: nG }, (_, j) => -aug.data[j * aug.cols + aug.cols - 1]!);
+      expectClose(`${c.name} bias −τ log u`, h, c.bias);
       // similarity mode: P^q (query bank × gallery) and, for DBSN, P^qh (query bank × gallery bank)
       const pq = transpose(cosine(x.gallery, x.queryBank), nG, x.queryBank.rows);
       const sims =
