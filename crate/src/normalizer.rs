@@ -513,6 +513,11 @@ impl Normalizer {
         ctl: &Control,
     ) -> Result<Normalizer> {
         params.validate(method)?;
+        if method.info().fit_state.is_some() {
+            // Its own fitting step (e.g. Sinkhorn's 2T passes over the whole gallery) reads the
+            // prepared gallery in memory; the block-wise lean fit does not provide it.
+            return Err(Error::param(format!("method '{}' cannot be fitted with keep: 'statistics' (its fit needs the whole gallery in memory); use keep: 'all'", method.as_str())));
+        }
         let (rq, rg) = method.requests(&params);
         let (n, d) = (gallery.rows, gallery.cols);
         if n == 0 {
