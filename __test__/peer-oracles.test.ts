@@ -10,11 +10,12 @@
 // Wired oracles (fixture case → dbnorm method; keep this list current):
 //   nnn.json   nnn/*                → 'nnn'      (NNNRanker; scores + whole ranking)
 //   kiez.json  csls/nc10            → 'csls'     (kiez CSLS on cosine distance, cslsK = n_candidates)
-//   nnn.json   dn/*                 → 'dn'       (DNRanker; λ, nnnK, nnnAlpha)           [needs method dn]
-//   pot.json   sn/*, dual-sn/*      → 'sn', 'dual-sn' (POT sinkhorn_knopp potentials u)  [needs methods sn, dual-sn]
-//   kiez.json  mp-normal/*          → 'mp'       (Gaussian)                               [needs method mp]
-//   kiez.json  ls-standard, ls-nicdm → 'ls'     (local scaling, NICDM)                   [needs method ls]
-//   kiez.json  dsl/*                → 'dsl'      (DisSimLocal, up to kiez's batch shift)  [needs method dsl]
+//   nnn.json   dn/*                 → 'dn'       (DNRanker; lambda, nnnK, nnnAlpha)       [needs method dn]
+//   pot.json   sn/*, dual-sn/*      → 'sn', 'dual-sn' (POT sinkhorn_knopp; scores in both modes, bias −τ log u)
+//   kiez.json  mp-normal/*          → 'mp'       (Gaussian, mpVariant 0; the full-neighbourhood cases)  [needs method mp]
+//   (no peer)  empiric MP           → 'mp'       (mpVariant 1, spec form: kiez's empiric is wrong across two sets)
+//   kiez.json  ls-standard, ls-nicdm → 'ls'     (lsVariant 0 / 1, lsK = n_candidates)    [needs method ls]
+//   kiez.json  dsl/*                → 'dsl'      (dslK = n_candidates, up to kiez's batch shift) [needs method dsl]
 // A block whose method is not in the registry yet is reported as a vitest `todo` naming the
 // method (never a silent skip); once the method lands, its block runs.
 //
@@ -324,9 +325,60 @@ describe('kiez CSLS → csls', () => kiezBlock('csls', 'csls', (c) => ({ cslsK: 
 
 whenMethod('mp', 'kiez MutualProximity(normal) → mp', () =>
   // exact when kiez's neighbourhoods are the whole gallery row and bank column
-  kiezBlock('mp-normal', 'mp', (c, x) => (c.params.n_candidates >= Math.max(x.gallery.rows, x.queryBank.rows) ? {} : null), (d) => 1 - d),
+  kiezBlock('mp-normal', 'mp', (c, x) => (c.params.n_candidates >= Math.max(x.gallery.rows, x.queryBank.rows) ? { mpVariant: 0 } : null), (d) => 1 - d),
 );
-whenMethod('ls', 'kiez LocalScaling(standard) → ls', () => kiezBlock('ls-standard', 'ls', (c) => ({ lsK: c.params.n_candidates }), (d) => -d));
+
+// Empiric MP has no peer oracle: kiez's empiric transform mixes source and target ids when they are
+// two sets (kiez 0.5.0 mutual_proximity.py line 208, see tools/peer-oracles/README.md), so this block
+// follows the spec's cross-modal form, F_q(s)·F_j(s) with F(s) = #{x < s} / count over q's gallery
+// row and j's bank column, from a float64 reference of the same inputs. A count is only determinate
+// where no other value lies within ε of s (dbnorm's inner products are float32), so each score is
+// checked against the interval of the counts with the near-ties on either side, and the check
+// demands that most scores are determinate.
+whenMethod('mp', 'mutual proximity, empiric (spec form; no peer: kiez is wrong across two sets) → mp', () => {
+  for (const name of ['synthetic', 'real'] as const) {
+    if (name === 'real' && sharedRoot === null) continue;
+    it(`${name}: F_q(s)·F_j(s) with empirical CDFs of the gallery row and the bank column`, () => {
+      const x = name === 'synthetic' ? synthetic : inputsOf(kiezFile.cases.find((c) => c.data === 'real')!);
+      const nQ = x.queries.rows;
+      const nG = x.gallery.rows;
+      const mQ = x.queryBank.rows;
+      const s = cosine(x.queries, x.gallery);
+      const p = cosine(x.queryBank, x.gallery); // m_q × n_g
+      const norm = Normalizer.fitSync({ gallery: x.gallery, queryBank: x.queryBank }, { method: 'mp', mpVariant: 1, leakGuard: 'off' } as Parameters<typeof Normalizer.fitSync>[1]);
+      const got = norm.scoresSync(x.queries).data;
+      const eps = 1e-5;
+      let determinate = 0;
+      for (let i = 0; i < nQ; i++) {
+        for (let j = 0; j < nG; j++) {
+          const v = s[i * nG + j]!;
+          let loQ = 0;
+          let hiQ = 0;
+          for (let l = 0; l < nG; l++) {
+            if (l === j) continue; // s < s is false in any precision
+            const w = s[i * nG + l]!;
+            if (w < v - eps) loQ++;
+            if (w < v + eps) hiQ++;
+          }
+          let loJ = 0;
+          let hiJ = 0;
+          for (let b = 0; b < mQ; b++) {
+            const w = p[b * nG + j]!;
+            if (w < v - eps) loJ++;
+            if (w < v + eps) hiJ++;
+          }
+          if (loQ === hiQ && loJ === hiJ) determinate++;
+          const g = got[i * nG + j]!;
+          const lo = (loQ * loJ) / (nG * mQ);
+          const hi = (hiQ * hiJ) / (nG * mQ);
+          if (!(g >= lo - 1e-6 && g <= hi + 1e-6)) throw new Error(`${name} (${i}, ${j}): got ${g}, spec interval [${lo}, ${hi}]`);
+        }
+      }
+      expect(determinate / (nQ * nG)).toBeGreaterThan(0.9);
+    });
+  }
+});
+whenMethod('ls', 'kiez LocalScaling(standard) → ls', () => kiezBlock('ls-standard', 'ls', (c) => ({ lsK: c.params.n_candidates, lsVariant: 0 }), (d) => -d));
 whenMethod('ls', 'kiez LocalScaling(nicdm) → ls NICDM', () => kiezBlock('ls-nicdm', 'ls', (c) => ({ lsK: c.params.n_candidates, lsVariant: 1 }), (d) => -d));
 whenMethod('dsl', 'kiez DisSimLocal → dsl', () => kiezBlock('dsl', 'dsl', (c) => ({ dslK: c.params.n_candidates }), (d) => -d, true));
 
@@ -359,6 +411,12 @@ function potBlock(method: 'sn' | 'dual-sn'): void {
         { ...opts, leakGuard: 'off' },
       );
       const err = expectClose(`${c.name} embeddings scores`, emb.scoresSync(x.queries).data, want);
+      // the potentials themselves: the augmented gallery's last column is −h_j = τ·log u_j (POT's u;
+      // v, the bank potentials, are not exposed by the API)
+      expect(emb.augmentedInfo()).toMatchObject({ scale: 1, extra: 1, gated: false });
+      const aug = emb.augmentedGallery();
+      const h = Float64Array.from({ length: nG }, (_, j) => -aug.data[j * aug.cols + aug.cols - 1]!);
+      expectClose(`${c.name} bias −τ log u`, h, c.bias);
       // similarity mode: P^q (query bank × gallery) and, for DBSN, P^qh (query bank × gallery bank)
       const pq = transpose(cosine(x.gallery, x.queryBank), nG, x.queryBank.rows);
       const sims =
