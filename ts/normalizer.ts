@@ -23,10 +23,12 @@ import { RUN_KEYS, count, describe, oneOf, options } from './validate.js';
  * | `dual-dis` | query + gallery | (β_q+β_g)·s − γ_q(q)·L_q(j) − γ_g(q)·L_g(j) |
  * | `csls` | query | 2s − r_T(q) − r_S(j) |
  * | `nnn` | query | s − α·mean of the k largest bank similarities of j |
+ * | `dn` | query + gallery (means) | (q − λμ_Q)·(g − λμ_G) − α·mean of the k largest shifted bank similarities of j |
+ * | `invgc` | query + gallery | q·g*_j, the gallery rewritten by inverse graph convolution |
  *
  * with `L_x(j) = log Σ_b exp(β_x·P^x_bj)` over the bank rows and γ the DIS gates on the raw top-1.
  */
-export type Method = 'none' | 'is' | 'dis' | 'dual-is' | 'dual-dis' | 'csls' | 'nnn';
+export type Method = 'none' | 'is' | 'dis' | 'dual-is' | 'dual-dis' | 'csls' | 'nnn' | 'dn' | 'invgc';
 
 /** Every method, in table order (read from the Rust core's method registry, see {@link METHOD_INFO}). */
 export const METHODS: readonly Method[] = Object.freeze(METHOD_INFO.map((m) => m.id as Method));
@@ -49,8 +51,18 @@ export interface MethodOptions {
   cslsK?: number;
   /** NNN neighbourhood size k over the bank (integer ≥ 1, default 128; clamped to the bank size). */
   nnnK?: number;
-  /** NNN weight α (≥ 0, default 0.75). */
+  /** NNN weight α (≥ 0, default 0.75); DN runs NNN on its shifted vectors and reads the same k and α. */
   nnnAlpha?: number;
+  /** DN shift λ (≥ 0, default 0.5): queries move by −λμ_Q, the gallery by −λμ_G (the bank means). */
+  lambda?: number;
+  /** InvGC rate r_g towards the gallery bank (≥ 0). Default 0.5 for cosine embeddings; otherwise required. */
+  rateGallery?: number;
+  /** InvGC rate r_q towards the query bank (≥ 0). Default 0.5 for cosine embeddings; otherwise required. */
+  rateQuery?: number;
+  /** InvGC LocalAdj neighbourhood: P = ⌊poolRate·M⌋ bank items, clamped to [1, M] (in (0, 1], default 0.01). */
+  poolRate?: number;
+  /** InvGC graph: 0 = LocalAdj (default), 1 = plain (depends on the whole gallery: `addGallery` refuses it). */
+  invgcVariant?: number;
 }
 
 /** Fully resolved parameters (what a fitted {@link Normalizer} uses). */
@@ -69,6 +81,15 @@ export interface ResolvedOptions {
   nnnK: number;
   /** NNN weight α. */
   nnnAlpha: number;
+  /** DN shift λ. */
+  lambda: number;
+  /** InvGC rates, or `null` if the method does not use them. */
+  rateGallery: number | null;
+  rateQuery: number | null;
+  /** InvGC pool rate. */
+  poolRate: number;
+  /** InvGC variant (0 LocalAdj, 1 plain). */
+  invgcVariant: number;
 }
 
 /** Top-k result per query: `indices` and `scores` are `rows × k`, row-major, best first (score desc, index asc). */
@@ -193,6 +214,9 @@ export function resolveOptions(opts: MethodOptions, cosineEmbeddings: boolean, e
     if (spec.defaultCosineOnly && !info.params.includes(spec.name)) {
       out[spec.name] = null; // β of a method that does not read it
     } else if (v === undefined) {
+      if (spec.defaultCosineOnly && !cosineEmbeddings && !spec.name.startsWith('beta')) {
+        throw new DbnormError('ERR_PARAM', `${spec.name} is required${why} (${spec.doc}): its default ${spec.default} is for cosine embeddings`);
+      }
       if (spec.defaultCosineOnly && !cosineEmbeddings) {
         throw new DbnormError(
           'ERR_PARAM',
@@ -217,8 +241,17 @@ function toNativeParams(r: ResolvedOptions): import('./native/index.cjs').Native
     cslsK: r.cslsK,
     nnnK: r.nnnK,
     nnnAlpha: r.nnnAlpha,
+    // every parameter beyond the first six, by name (unset ones: the Rust table's default)
+    extra: Object.fromEntries(
+      PARAM_INFO.filter((p) => !V1_PARAMS.includes(p.name))
+        .map((p) => [p.name, (r as unknown as Record<string, number | null>)[p.name]] as const)
+        .filter((e): e is readonly [string, number] => typeof e[1] === 'number'),
+    ),
   };
 }
+
+/** The parameters with their own native fields (the rest travel in `extra`). */
+const V1_PARAMS: readonly string[] = ['betaQuery', 'betaGallery', 'k', 'cslsK', 'nnnK', 'nnnAlpha'];
 
 function nm(m: Matrix): import('./native/index.cjs').NativeMatrix {
   return { data: m.data, rows: m.rows, cols: m.cols };

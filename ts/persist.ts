@@ -12,7 +12,7 @@
  */
 import { DbnormError, callNative } from './errors.js';
 import { type RunOptions, runJob } from './job.js';
-import { methodInfo } from './methods.js';
+import { PARAM_INFO, methodInfo } from './methods.js';
 import { native } from './native.js';
 import { path as checkedPath } from './validate.js';
 import type { Method, ResolvedOptions } from './normalizer.js';
@@ -40,7 +40,19 @@ export function optionsFromNative(p: NativeParams): ResolvedOptions {
     cslsK: p.cslsK,
     nnnK: p.nnnK,
     nnnAlpha: p.nnnAlpha,
+    lambda: extra(p, 'lambda'),
+    rateGallery: uses(method, 'rateGallery') ? extra(p, 'rateGallery') : null,
+    rateQuery: uses(method, 'rateQuery') ? extra(p, 'rateQuery') : null,
+    poolRate: extra(p, 'poolRate'),
+    invgcVariant: extra(p, 'invgcVariant'),
   };
+}
+
+/** A parameter beyond the first six as stored (the native side always reports every one). */
+function extra(p: NativeParams, name: string): number {
+  const v = p.extra?.[name];
+  if (typeof v === 'number') return v;
+  return PARAM_INFO.find((s) => s.name === name)!.default;
 }
 
 /** A loaded native normaliser and its options. @internal */

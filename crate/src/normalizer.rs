@@ -9,7 +9,7 @@ use crate::matrix::MatRef;
 use crate::methods::scorer::Scorer;
 use crate::methods::stats::{bank_stats, BankStats, Source, StatsRequest};
 use rayon::prelude::*;
-use crate::methods::{none, Method, MethodState, Params};
+use crate::methods::{none, GalleryInput, Method, MethodState, Params};
 
 /// Where similarities come from.
 #[derive(Clone, Debug, PartialEq)]
@@ -88,6 +88,12 @@ impl Normalizer {
         if rq.is_some() != query_stats.is_some() || rg.is_some() != gallery_stats.is_some() {
             return Err(Error::format(format!("statistics do not match method '{}'", method.as_str())));
         }
+        if let Some(check) = method.info().check_state {
+            check(&params, &state, n_gallery, match mode {
+                Mode::Embeddings { dim, .. } => dim,
+                Mode::Similarities => 0,
+            })?;
+        }
         let scorer = method.scorer(&params, query_stats.as_ref(), gallery_stats.as_ref(), &state, n_gallery);
         let overlap = count_overlap(&mode, &gallery, &gallery_bank);
         Ok(Normalizer { method, params, mode, n_gallery, gallery, query_bank, gallery_bank, query_stats, gallery_stats, state, scorer, bank_index: Default::default(), overlap })
@@ -113,8 +119,9 @@ impl Normalizer {
                 b.check_finite(name)?;
             }
         }
-        let qb = check_bank(method, query_bank, rq.is_some(), "queryBank", "query-modality embeddings, e.g. training captions")?;
-        let gb = check_bank(method, gallery_bank, rg.is_some(), "galleryBank", "gallery-modality embeddings, e.g. training images")?;
+        // A declared bank is needed even without statistics (DN's means, InvGC's neighbours).
+        let qb = check_bank(method, query_bank, rq.is_some() || method.needs_query_bank(), "queryBank", "query-modality embeddings, e.g. training captions")?;
+        let gb = check_bank(method, gallery_bank, rg.is_some() || method.needs_gallery_bank(), "galleryBank", "gallery-modality embeddings, e.g. training images")?;
         for (b, name) in [(qb, "queryBank"), (gb, "galleryBank")] {
             if let Some(b) = b {
                 if b.cols != gallery.cols {
@@ -127,6 +134,12 @@ impl Normalizer {
         let qbv = qb.map(|b| prepare(b, metric, "queryBank").map(|c| c.into_owned())).transpose()?.unwrap_or_default();
         let gbv = gb.map(|b| prepare(b, metric, "galleryBank").map(|c| c.into_owned())).transpose()?.unwrap_or_default();
         let (n, d) = (gallery.rows, gallery.cols);
+        // The method's gallery transform (DN, InvGC), before the statistics pass.
+        let mut state = MethodState::default();
+        let g = match method.info().gallery_transform {
+            Some(t) => t(&GalleryInput { params: &params, metric, dim: d, items: &g, n_existing: 0, query_bank: &qbv, gallery_bank: &gbv }, &mut state, ctl)?,
+            None => g,
+        };
         let qs = match (rq, qb) {
             (Some(r), Some(b)) => Some(bank_stats(Source::Embeddings { bank: &qbv, gallery: &g, dim: d }, b.rows, n, r, ctl, "fit:queryBank")?),
             _ => None,
@@ -135,7 +148,6 @@ impl Normalizer {
             (Some(r), Some(b)) => Some(bank_stats(Source::Embeddings { bank: &gbv, gallery: &g, dim: d }, b.rows, n, r, ctl, "fit:galleryBank")?),
             _ => None,
         };
-        let state = MethodState::default();
         let scorer = method.scorer(&params, qs.as_ref(), gs.as_ref(), &state, n);
         let mode = Mode::Embeddings { metric, dim: d };
         let overlap = count_overlap(&mode, &g, &gbv);
@@ -161,6 +173,9 @@ impl Normalizer {
     /// the same scale as the query × gallery matrices scored later (e.g. ×100 logits).
     pub fn fit_similarities(method: Method, params: Params, query_bank_sims: Option<MatRef>, gallery_bank_sims: Option<MatRef>, gallery_count: Option<usize>, ctl: &Control) -> Result<Normalizer> {
         params.validate(method)?;
+        if method.info().embeddings_only {
+            return Err(Error::param(format!("method '{}' needs embeddings (it transforms or averages vectors); fit it with Normalizer.fit", method.as_str())));
+        }
         let (rq, rg) = method.requests(&params);
         for (m, name) in [(query_bank_sims, "queryBankSims"), (gallery_bank_sims, "galleryBankSims")] {
             if let Some(m) = m {
@@ -367,6 +382,16 @@ impl Normalizer {
         items.check_finite("items")?;
         let prepared = prepare(items, metric, "items")?.into_owned();
         let n_new = items.rows;
+        // The method's gallery transform (DN, InvGC) applies to the new items too.
+        let mut state = self.state.clone();
+        let prepared = match self.method.info().gallery_transform {
+            Some(t) => t(
+                &GalleryInput { params: &self.params, metric, dim, items: &prepared, n_existing: self.n_gallery, query_bank: &self.query_bank, gallery_bank: &self.gallery_bank },
+                &mut state,
+                ctl,
+            )?,
+            None => prepared,
+        };
         let (rq, rg) = self.method.requests(&self.params);
         let mq = self.query_bank.len() / dim;
         let mg = self.gallery_bank.len() / dim;
@@ -382,7 +407,7 @@ impl Normalizer {
         let mut gallery = Vec::with_capacity(self.gallery.len() + prepared.len());
         gallery.extend_from_slice(&self.gallery);
         gallery.extend_from_slice(&prepared);
-        Normalizer::rebuild(self.method, self.params, self.mode.clone(), self.n_gallery + n_new, gallery, self.query_bank.clone(), self.gallery_bank.clone(), qs, gs, self.state.clone())
+        Normalizer::rebuild(self.method, self.params, self.mode.clone(), self.n_gallery + n_new, gallery, self.query_bank.clone(), self.gallery_bank.clone(), qs, gs, state)
     }
 
     /// Similarity-mode twin of [`Self::add_gallery_embeddings`]: the new items' bank similarities,

@@ -31,7 +31,7 @@ fn mat(data: &[f32], rows: usize, cols: usize) -> MatRef<'_> {
 }
 
 fn params() -> Params {
-    Params { beta_query: 20.0, beta_gallery: 1.0, k: 2, csls_k: 10, nnn_k: 16, nnn_alpha: 0.75 }
+    Params { beta_query: 20.0, beta_gallery: 1.0, k: 2, csls_k: 10, nnn_k: 16, nnn_alpha: 0.75, ..Params::default() }
 }
 
 struct Data {

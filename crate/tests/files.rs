@@ -53,7 +53,7 @@ impl Drop for TempDir {
 
 fn normaliser() -> Normalizer {
     let g: Vec<f32> = (0..40 * 8).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
-    let p = Params { beta_query: 20.0, beta_gallery: 1.0, k: 3, csls_k: 5, nnn_k: 5, nnn_alpha: 0.5 };
+    let p = Params { beta_query: 20.0, beta_gallery: 1.0, k: 3, csls_k: 5, nnn_k: 5, nnn_alpha: 0.5, ..Params::default() };
     Normalizer::fit_embeddings(Method::None, p, Metric::Cosine, MatRef::new(&g, 40, 8, "gallery").unwrap(), None, None, &Control::none())
         .unwrap()
 }

@@ -78,6 +78,7 @@ fn params(cosine: bool) -> Params {
         csls_k: 5,
         nnn_k: 7,
         nnn_alpha: 0.6,
+        ..Params::default()
     }
 }
 

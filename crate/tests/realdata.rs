@@ -207,7 +207,7 @@ fn fit(ds: &Dataset, method: Method, p: Params) -> Normalizer {
 
 /// The documented defaults for cosine embeddings (docs/methods.md §2.2, §3.5, §3.6).
 fn defaults() -> Params {
-    Params { beta_query: 20.0, beta_gallery: 1.0, k: 1, csls_k: 10, nnn_k: 128, nnn_alpha: 0.75 }
+    Params { beta_query: 20.0, beta_gallery: 1.0, k: 1, csls_k: 10, nnn_k: 128, nnn_alpha: 0.75, ..Params::default() }
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ impl Rng {
 }
 
 fn params() -> Params {
-    Params { beta_query: 20.0, beta_gallery: 1.5, k: 2, csls_k: 7, nnn_k: 9, nnn_alpha: 0.75 }
+    Params { beta_query: 20.0, beta_gallery: 1.5, k: 2, csls_k: 7, nnn_k: 9, nnn_alpha: 0.75, ..Params::default() }
 }
 
 /// Distance in float32 ulps (both finite).

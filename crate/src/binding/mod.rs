@@ -182,10 +182,27 @@ pub struct NativeParams {
     pub csls_k: u32,
     pub nnn_k: u32,
     pub nnn_alpha: f64,
+    /// The parameters beyond the first six, by their `PARAMS` name (`lambda`, `rateGallery`, ...);
+    /// missing ones take their table default.
+    pub extra: Option<std::collections::HashMap<String, f64>>,
 }
 
 fn parse_params(p: &NativeParams) -> crate::Result<(Method, Params)> {
-    Ok((Method::parse(&p.method)?, Params { beta_query: p.beta_query, beta_gallery: p.beta_gallery, k: p.k as usize, csls_k: p.csls_k as usize, nnn_k: p.nnn_k as usize, nnn_alpha: p.nnn_alpha }))
+    let mut out = Params { beta_query: p.beta_query, beta_gallery: p.beta_gallery, k: p.k as usize, csls_k: p.csls_k as usize, nnn_k: p.nnn_k as usize, nnn_alpha: p.nnn_alpha, ..Params::default() };
+    for (name, &v) in p.extra.iter().flatten() {
+        let spec = crate::methods::param_spec(name).filter(|s| !V1_PARAMS.contains(&s.name)).ok_or_else(|| DbError::param(format!("unknown parameter '{name}'")))?;
+        spec.check(v)?;
+        spec.set(&mut out, v);
+    }
+    Ok((Method::parse(&p.method)?, out))
+}
+
+/// The parameters with their own [`NativeParams`] fields.
+const V1_PARAMS: [&str; 6] = ["betaQuery", "betaGallery", "k", "cslsK", "nnnK", "nnnAlpha"];
+
+/// Every parameter beyond [`V1_PARAMS`] with its value in `p` (the `extra` of [`NativeParams`]).
+pub(crate) fn extra_params(p: &Params) -> Option<std::collections::HashMap<String, f64>> {
+    Some(crate::methods::PARAMS.iter().filter(|s| !V1_PARAMS.contains(&s.name)).map(|s| (s.name.to_string(), s.get(p))).collect())
 }
 
 /// A row-major f32 matrix handed over from JS.

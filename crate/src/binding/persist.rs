@@ -68,6 +68,7 @@ impl NativeNormalizer {
             csls_k: u32::try_from(p.csls_k).unwrap_or(u32::MAX),
             nnn_k: u32::try_from(p.nnn_k).unwrap_or(u32::MAX),
             nnn_alpha: p.nnn_alpha,
+            extra: super::extra_params(p),
         }
     }
 }

@@ -79,7 +79,7 @@ pub struct NativeTuneResult {
 }
 
 fn params_in(p: &NativeTuneParams) -> Params {
-    Params { beta_query: p.beta_query, beta_gallery: p.beta_gallery, k: p.k as usize, csls_k: p.csls_k as usize, nnn_k: p.nnn_k as usize, nnn_alpha: p.nnn_alpha }
+    Params { beta_query: p.beta_query, beta_gallery: p.beta_gallery, k: p.k as usize, csls_k: p.csls_k as usize, nnn_k: p.nnn_k as usize, nnn_alpha: p.nnn_alpha, ..Params::default() }
 }
 
 fn params_out(p: &Params) -> NativeTuneParams {

@@ -334,7 +334,7 @@ mod tests {
         let g = data(ng, dim, &mut s, quantised);
         let qb = data(300, dim, &mut s, quantised);
         let gb = data(200, dim, &mut s, quantised);
-        let params = Params { beta_query: 5.0, beta_gallery: 2.0, k: 2, csls_k: 7, nnn_k: 9, nnn_alpha: 0.5 };
+        let params = Params { beta_query: 5.0, beta_gallery: 2.0, k: 2, csls_k: 7, nnn_k: 9, nnn_alpha: 0.5, ..Params::default() };
         for method in METHODS {
             let norm = Normalizer::fit_embeddings(
                 method,
@@ -397,7 +397,7 @@ mod tests {
         let sims = data(nq * ng, 1, &mut s, true);
         let qbs = data(mq * ng, 1, &mut s, true);
         let gbs = data(mg * ng, 1, &mut s, true);
-        let params = Params { beta_query: 3.0, beta_gallery: 2.0, k: 2, csls_k: 5, nnn_k: 4, nnn_alpha: 0.5 };
+        let params = Params { beta_query: 3.0, beta_gallery: 2.0, k: 2, csls_k: 5, nnn_k: 4, nnn_alpha: 0.5, ..Params::default() };
         for method in METHODS {
             let norm = Normalizer::fit_similarities(
                 method,

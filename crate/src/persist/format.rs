@@ -629,6 +629,7 @@ fn build(h: &[u8], mut secs: Vec<Option<SecVec>>, name: &str) -> Result<Normaliz
         csls_k: to_usize(get_u64(h, offsets::CSLS_K), "cslsK", name)?,
         nnn_k: to_usize(get_u64(h, offsets::NNN_K), "nnnK", name)?,
         nnn_alpha: get_f64(h, offsets::NNN_ALPHA),
+        ..Params::default()
     };
     params.validate(method).map_err(|e| fmt_err(name, format!("invalid parameters for method '{}': {}", method.as_str(), e.message)))?;
     let n = to_usize(get_u64(h, offsets::N_GALLERY), "n_gallery", name)?;

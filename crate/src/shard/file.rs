@@ -324,6 +324,7 @@ pub fn from_bytes(bytes: &[u8], name: &str) -> Result<PartialFit> {
         csls_k: usz(u64_at(h, 48), "cslsK")?,
         nnn_k: usz(u64_at(h, 56), "nnnK")?,
         nnn_alpha: f64_at(h, 64),
+        ..Params::default()
     };
     params.validate(method).map_err(|e| bad(format!("invalid parameters for method '{}': {}", method.as_str(), e.message)))?;
     let range = |off: usize, what: &str| -> Result<Range> {
