@@ -30,8 +30,8 @@ function code(f: () => unknown): string {
 describe('method table', () => {
   it('METHODS, banks and parameters come from the native table', () => {
     expect(METHODS).toEqual(METHOD_INFO.map((m) => m.id));
-    expect(METHODS).toEqual(['none', 'is', 'dis', 'dual-is', 'dual-dis', 'csls', 'nnn']);
-    expect(PARAM_INFO.map((p) => p.name)).toEqual(['betaQuery', 'betaGallery', 'k', 'cslsK', 'nnnK', 'nnnAlpha']);
+    expect(METHODS).toEqual(['none', 'is', 'dis', 'dual-is', 'dual-dis', 'csls', 'nnn', 'sn', 'dual-sn']);
+    expect(PARAM_INFO.map((p) => p.name)).toEqual(['betaQuery', 'betaGallery', 'k', 'cslsK', 'nnnK', 'nnnAlpha', 'tau', 'iterations', 'tol']);
     const dd = METHOD_INFO.find((m) => m.id === 'dual-dis')!;
     expect(dd).toMatchObject({ queryBank: true, galleryBank: true, augmentedColumns: 2, persistCode: 4 });
     expect(dd.params).toEqual(['betaQuery', 'betaGallery', 'k']);
@@ -39,7 +39,7 @@ describe('method table', () => {
   });
 
   it('resolveOptions applies the table defaults (β only for cosine embeddings)', () => {
-    expect(resolveOptions({ method: 'dual-dis' }, true)).toEqual({ method: 'dual-dis', betaQuery: 20, betaGallery: 1, k: 1, cslsK: 10, nnnK: 128, nnnAlpha: 0.75 });
+    expect(resolveOptions({ method: 'dual-dis' }, true)).toEqual({ method: 'dual-dis', betaQuery: 20, betaGallery: 1, k: 1, cslsK: 10, nnnK: 128, nnnAlpha: 0.75, tau: null, iterations: 10, tol: 0 });
     expect(resolveOptions({ method: 'csls', betaQuery: 3 }, false)).toMatchObject({ betaQuery: null, betaGallery: null });
     expect(code(() => resolveOptions({ method: 'is' }, false))).toMatch(/ERR_PARAM: betaQuery is required/);
     expect(code(() => resolveOptions({ method: 'nnn', nnnK: 2 ** 32 }, true))).toMatch(/ERR_PARAM: nnnK must be an integer/);

@@ -41,7 +41,7 @@ describe('dbnorm demo', () => {
     });
     expect(r.status).toBe(0);
     const doc = JSON.parse(r.stdout) as { results: { method: string; metrics: Record<string, number>; hubness: Record<string, number>; seconds: number }[] };
-    expect(doc.results.map((x) => x.method)).toEqual(['none', 'is', 'dis', 'dual-is', 'dual-dis', 'csls', 'nnn']);
+    expect(doc.results.map((x) => x.method)).toEqual(['none', 'is', 'dis', 'dual-is', 'dual-dis', 'csls', 'nnn', 'sn', 'dual-sn']);
     const by = Object.fromEntries(doc.results.map((x) => [x.method, x]));
     // the synthetic data has planted hubs: raw retrieval is hub-ridden, and inverted softmax undoes it
     expect(by.none!.hubness.skewness).toBeGreaterThan(3);

@@ -119,7 +119,7 @@ describe('Normalizer.save / Normalizer.load', () => {
     expect(m.options).toEqual({ method: 'nnn', betaQuery: null, betaGallery: null, k: 1, cslsK: 10, nnnK: 33, nnnAlpha: 0.1 + 0.2 });
     const is = Normalizer.fitSimilaritiesSync({ queryBankSims: qbSims }, { method: 'is', betaQuery: 1 / 3 });
     is.saveSync(f);
-    expect(Normalizer.loadSync(f).options).toEqual({ method: 'is', betaQuery: 1 / 3, betaGallery: null, k: 1, cslsK: 10, nnnK: 128, nnnAlpha: 0.75 });
+    expect(Normalizer.loadSync(f).options).toEqual({ method: 'is', betaQuery: 1 / 3, betaGallery: null, k: 1, cslsK: 10, nnnK: 128, nnnAlpha: 0.75, tau: null, iterations: 10, tol: 0 });
   });
 
   it('overwrites an existing file', async () => {

@@ -16,6 +16,7 @@
  * | `ERR_NO_BINDING` | no native or WebAssembly build of dbnorm fits this machine (the message names the platform, the packages tried and the fix) |
  * | `ERR_PARTIAL` | the operation needs a full normaliser but got a partial one (one shard of a fit; merge the parts first) |
  * | `ERR_MERGE` | partial normalisers cannot be merged: they overlap, leave rows uncovered, or disagree (method, β, metric, dimension, totals) |
+ * | `ERR_SOURCE` | a lean normaliser's (`keep: 'statistics'`) gallery or bank source file is missing, unreadable or changed since the fit, or `addGallery` needs banks it does not reference |
  *
  * @module
  */
@@ -34,7 +35,8 @@ export type ErrorCode =
   | 'ERR_INTERNAL'
   | 'ERR_NO_BINDING'
   | 'ERR_PARTIAL'
-  | 'ERR_MERGE';
+  | 'ERR_MERGE'
+  | 'ERR_SOURCE';
 
 const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'ERR_SHAPE',
@@ -50,6 +52,7 @@ const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'ERR_NO_BINDING',
   'ERR_PARTIAL',
   'ERR_MERGE',
+  'ERR_SOURCE',
 ]);
 
 /**

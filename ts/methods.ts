@@ -45,6 +45,10 @@ export interface MethodInfo {
   readonly augmentedColumns: number;
   /** Its code in save files. */
   readonly persistCode: number;
+  /** Similarity mode: needs `queryBankGalleryBankSims` (query bank × gallery bank) instead of `galleryBankSims` (DBSN). */
+  readonly crossBankSims: boolean;
+  /** `tune` can search its parameters (the Sinkhorn methods cannot be tuned yet). */
+  readonly tunable: boolean;
 }
 
 const table = native.methodTable();

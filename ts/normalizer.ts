@@ -23,12 +23,12 @@ import { RUN_KEYS, count, describe, oneOf, options } from './validate.js';
  * | `dual-dis` | query + gallery | (β_q+β_g)·s − γ_q(q)·L_q(j) − γ_g(q)·L_g(j) |
  * | `csls` | query | 2s − r_T(q) − r_S(j) |
  * | `nnn` | query | s − α·mean of the k largest bank similarities of j |
- * | `dn` | query + gallery (means) | (q − λμ_Q)·(g − λμ_G) − α·mean of the k largest shifted bank similarities of j |
- * | `invgc` | query + gallery | q·g*_j, the gallery rewritten by inverse graph convolution |
+ * | `sn` | query | s − h(j), h = −τ·log u: Sinkhorn potentials of query bank × gallery |
+ * | `dual-sn` | query + gallery | s − h(j), Sinkhorn over query bank × [gallery ; gallery bank] (DBSN) |
  *
  * with `L_x(j) = log Σ_b exp(β_x·P^x_bj)` over the bank rows and γ the DIS gates on the raw top-1.
  */
-export type Method = 'none' | 'is' | 'dis' | 'dual-is' | 'dual-dis' | 'csls' | 'nnn' | 'dn' | 'invgc';
+export type Method = 'none' | 'is' | 'dis' | 'dual-is' | 'dual-dis' | 'csls' | 'nnn' | 'sn' | 'dual-sn';
 
 /** Every method, in table order (read from the Rust core's method registry, see {@link METHOD_INFO}). */
 export const METHODS: readonly Method[] = Object.freeze(METHOD_INFO.map((m) => m.id as Method));
@@ -51,18 +51,17 @@ export interface MethodOptions {
   cslsK?: number;
   /** NNN neighbourhood size k over the bank (integer ≥ 1, default 128; clamped to the bank size). */
   nnnK?: number;
-  /** NNN weight α (≥ 0, default 0.75); DN runs NNN on its shifted vectors and reads the same k and α. */
+  /** NNN weight α (≥ 0, default 0.75). */
   nnnAlpha?: number;
-  /** DN shift λ (≥ 0, default 0.5): queries move by −λμ_Q, the gallery by −λμ_G (the bank means). */
-  lambda?: number;
-  /** InvGC rate r_g towards the gallery bank (≥ 0). Default 0.5 for cosine embeddings; otherwise required. */
-  rateGallery?: number;
-  /** InvGC rate r_q towards the query bank (≥ 0). Default 0.5 for cosine embeddings; otherwise required. */
-  rateQuery?: number;
-  /** InvGC LocalAdj neighbourhood: P = ⌊poolRate·M⌋ bank items, clamped to [1, M] (in (0, 1], default 0.01). */
-  poolRate?: number;
-  /** InvGC graph: 0 = LocalAdj (default), 1 = plain (depends on the whole gallery: `addGallery` refuses it). */
-  invgcVariant?: number;
+  /**
+   * Sinkhorn temperature τ of `sn` / `dual-sn` (it divides similarities; ≥ 1e-30). Default 0.01 for
+   * cosine embeddings (as in DBSN); **required** for dot products and precomputed similarities.
+   */
+  tau?: number;
+  /** Sinkhorn iterations T of `sn` / `dual-sn` (integer 0 … 100000, default 10; 0 keeps the raw ranking). */
+  iterations?: number;
+  /** Sinkhorn early stop of `sn` / `dual-sn`: L2 error of the bank marginal below which iterations stop (≥ 0, default 0 = off). */
+  tol?: number;
 }
 
 /** Fully resolved parameters (what a fitted {@link Normalizer} uses). */
@@ -81,15 +80,12 @@ export interface ResolvedOptions {
   nnnK: number;
   /** NNN weight α. */
   nnnAlpha: number;
-  /** DN shift λ. */
-  lambda: number;
-  /** InvGC rates, or `null` if the method does not use them. */
-  rateGallery: number | null;
-  rateQuery: number | null;
-  /** InvGC pool rate. */
-  poolRate: number;
-  /** InvGC variant (0 LocalAdj, 1 plain). */
-  invgcVariant: number;
+  /** Sinkhorn temperature τ, or `null` if the method does not use it. */
+  tau: number | null;
+  /** Sinkhorn iterations. */
+  iterations: number;
+  /** Sinkhorn early-stop threshold (0 = off). */
+  tol: number;
 }
 
 /** Top-k result per query: `indices` and `scores` are `rows × k`, row-major, best first (score desc, index asc). */
@@ -166,6 +162,11 @@ export interface FitSimilaritiesData {
   queryBankSims?: MatrixLike | QueryBank;
   /** Gallery bank × gallery similarities (m_g × n_g), same modality. */
   galleryBankSims?: MatrixLike | GalleryBank;
+  /**
+   * Query bank × gallery bank similarities (m_q × m_g), cross-modal, bank rows in the order of
+   * `queryBankSims`: the gallery-bank rows of `dual-sn` (DBSN), which then needs no `galleryBankSims`.
+   */
+  queryBankGalleryBankSims?: MatrixLike;
   /** Gallery size, needed only for `none` when no bank matrix is given. */
   galleryCount?: number;
 }
@@ -214,14 +215,14 @@ export function resolveOptions(opts: MethodOptions, cosineEmbeddings: boolean, e
     if (spec.defaultCosineOnly && !info.params.includes(spec.name)) {
       out[spec.name] = null; // β of a method that does not read it
     } else if (v === undefined) {
-      if (spec.defaultCosineOnly && !cosineEmbeddings && !spec.name.startsWith('beta')) {
-        throw new DbnormError('ERR_PARAM', `${spec.name} is required${why} (${spec.doc}): its default ${spec.default} is for cosine embeddings`);
-      }
       if (spec.defaultCosineOnly && !cosineEmbeddings) {
         throw new DbnormError(
           'ERR_PARAM',
-          `${spec.name} is required${why}: β is an inverse temperature relative to the similarity scale ` +
-            `(β on cosine ≈ 100 × β on ×100 logits), so no default is safe; e.g. 20 for cosine-scale scores, 0.2 for ×100 logits`,
+          spec.name === 'tau'
+            ? `tau is required${why}: τ is a temperature relative to the similarity scale (τ on ×100 logits ≈ 100 × τ on cosine), ` +
+                `so no default is safe; e.g. 0.01 for cosine-scale scores, 1 for ×100 logits`
+            : `${spec.name} is required${why}: β is an inverse temperature relative to the similarity scale ` +
+                `(β on cosine ≈ 100 × β on ×100 logits), so no default is safe; e.g. 20 for cosine-scale scores, 0.2 for ×100 logits`,
         );
       }
       out[spec.name] = spec.default;
@@ -233,25 +234,13 @@ export function resolveOptions(opts: MethodOptions, cosineEmbeddings: boolean, e
 }
 
 function toNativeParams(r: ResolvedOptions): import('./native/index.cjs').NativeParams {
-  return {
-    method: r.method,
-    betaQuery: r.betaQuery ?? 1,
-    betaGallery: r.betaGallery ?? 1,
-    k: r.k,
-    cslsK: r.cslsK,
-    nnnK: r.nnnK,
-    nnnAlpha: r.nnnAlpha,
-    // every parameter beyond the first six, by name (unset ones: the Rust table's default)
-    extra: Object.fromEntries(
-      PARAM_INFO.filter((p) => !V1_PARAMS.includes(p.name))
-        .map((p) => [p.name, (r as unknown as Record<string, number | null>)[p.name]] as const)
-        .filter((e): e is readonly [string, number] => typeof e[1] === 'number'),
-    ),
-  };
+  // Every parameter of the method table by name (generic: a new table entry needs no code here).
+  // A β the method does not read resolves to null; the core still wants a valid number for it.
+  const values: Record<string, number> = {};
+  const all = r as unknown as Record<string, number | null>;
+  for (const spec of PARAM_INFO) values[spec.name] = all[spec.name] ?? spec.default;
+  return { method: r.method, values };
 }
-
-/** The parameters with their own native fields (the rest travel in `extra`). */
-const V1_PARAMS: readonly string[] = ['betaQuery', 'betaGallery', 'k', 'cslsK', 'nnnK', 'nnnAlpha'];
 
 function nm(m: Matrix): import('./native/index.cjs').NativeMatrix {
   return { data: m.data, rows: m.rows, cols: m.cols };
@@ -286,7 +275,7 @@ async function ownInput<T extends object>(input: T): Promise<T> {
 }
 
 const FIT_DATA_KEYS = ['gallery', 'queryBank', 'galleryBank', 'metric'] as const;
-const FIT_SIMS_KEYS = ['queryBankSims', 'galleryBankSims', 'galleryCount'] as const;
+const FIT_SIMS_KEYS = ['queryBankSims', 'galleryBankSims', 'queryBankGalleryBankSims', 'galleryCount'] as const;
 
 function prepareFit(raw: FitData, opts: MethodOptions, extraKeys: readonly string[]) {
   if (raw === null || typeof raw !== 'object') throw new DbnormError('ERR_SHAPE', `fit data { gallery, queryBank?, galleryBank? } is required, got ${describe(raw)}`);
@@ -325,15 +314,27 @@ function prepareFitSims(raw: FitSimilaritiesData, opts: MethodOptions, extraKeys
   const qAll = data.queryBankSims === undefined ? undefined : bankMatrix(data.queryBankSims, 'query', 'similarities', 'queryBankSims');
   const gAll = data.galleryBankSims === undefined ? undefined : bankMatrix(data.galleryBankSims, 'gallery', 'similarities', 'galleryBankSims');
   const q = need.queryBank ? qAll : undefined;
-  const g = need.galleryBank ? gAll : undefined;
+  // DBSN's gallery bank enters as the query bank × gallery bank matrix, not as galleryBankSims.
+  const cross = need.crossBankSims;
+  const g = need.galleryBank && !cross ? gAll : undefined;
   bankCheck(resolved.method, 'query', q, 'queryBankSims');
-  bankCheck(resolved.method, 'gallery', g, 'galleryBankSims');
+  if (!cross) bankCheck(resolved.method, 'gallery', g, 'galleryBankSims');
   if (q && g && q.cols !== g.cols) {
     throw new DbnormError('ERR_SHAPE', `galleryBankSims has ${g.cols} columns (gallery items), queryBankSims has ${q.cols}`);
   }
+  const hAll = data.queryBankGalleryBankSims === undefined ? undefined : Matrix.shaped(data.queryBankGalleryBankSims, 'queryBankGalleryBankSims');
+  if (cross && (hAll === undefined || hAll.rows === 0 || hAll.cols === 0)) {
+    throw new DbnormError(
+      'ERR_EMPTY_BANK',
+      `method '${resolved.method}' needs a non-empty queryBankGalleryBankSims (query bank × gallery bank, m_q × m_g) in similarity mode; got ${hAll === undefined ? 'none' : '0 rows'}`,
+    );
+  }
+  if (hAll && qAll && hAll.rows > 0 && qAll.rows > 0 && hAll.rows !== qAll.rows) {
+    throw new DbnormError('ERR_SHAPE', `queryBankGalleryBankSims has ${hAll.rows} rows, queryBankSims has ${qAll.rows} (both are query-bank rows)`);
+  }
   let galleryCount: number | undefined;
   if (data.galleryCount !== undefined) galleryCount = count('galleryCount', data.galleryCount, 1);
-  const input = { mode: 'similarities', queryBankSims: qAll && nm(qAll), galleryBankSims: gAll && nm(gAll), galleryCount };
+  const input = { mode: 'similarities', queryBankSims: qAll && nm(qAll), galleryBankSims: gAll && nm(gAll), queryBankGalleryBankSims: hAll && nm(hAll), galleryCount };
   return { input, resolved };
 }
 

@@ -32,27 +32,11 @@ function checkPath(p: unknown): string {
 /** The resolved options of a normaliser, rebuilt from its stored method and parameters. @internal */
 export function optionsFromNative(p: NativeParams): ResolvedOptions {
   const method = p.method as Method;
-  return {
-    method,
-    betaQuery: uses(method, 'betaQuery') ? p.betaQuery : null,
-    betaGallery: uses(method, 'betaGallery') ? p.betaGallery : null,
-    k: p.k,
-    cslsK: p.cslsK,
-    nnnK: p.nnnK,
-    nnnAlpha: p.nnnAlpha,
-    lambda: extra(p, 'lambda'),
-    rateGallery: uses(method, 'rateGallery') ? extra(p, 'rateGallery') : null,
-    rateQuery: uses(method, 'rateQuery') ? extra(p, 'rateQuery') : null,
-    poolRate: extra(p, 'poolRate'),
-    invgcVariant: extra(p, 'invgcVariant'),
-  };
-}
-
-/** A parameter beyond the first six as stored (the native side always reports every one). */
-function extra(p: NativeParams, name: string): number {
-  const v = p.extra?.[name];
-  if (typeof v === 'number') return v;
-  return PARAM_INFO.find((s) => s.name === name)!.default;
+  const out: Record<string, unknown> = { method };
+  // Every parameter of the method table by name; a cosine-only default (β) of a method that does
+  // not read it is null, as `resolveOptions` gives it.
+  for (const spec of PARAM_INFO) out[spec.name] = spec.defaultCosineOnly && !uses(method, spec.name) ? null : p.values[spec.name];
+  return out as unknown as ResolvedOptions;
 }
 
 /** A loaded native normaliser and its options. @internal */

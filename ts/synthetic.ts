@@ -1,5 +1,12 @@
 import { DbnormError } from './errors.js';
 import { Matrix } from './matrix.js';
+import { count, finite, options } from './validate.js';
+
+/** Option keys of {@link SyntheticOptions}. */
+const SYNTHETIC_KEYS = ['seed', 'dim', 'gallery', 'captionsPerItem', 'queryBank', 'galleryBank', 'hubFraction', 'hubPull', 'queryNoise', 'galleryNoise', 'queryOffset', 'galleryOffset'] as const;
+
+/** Largest element count of one generated matrix (a `Float32Array` of 2^31 − 1 elements is 8 GB). */
+const MAX_ELEMENTS = 2 ** 31 - 1;
 
 /** Parameters of {@link syntheticBenchmark}. Every field has a default. */
 export interface SyntheticOptions {
@@ -100,25 +107,35 @@ function unit(v: Float64Array): Float64Array {
  * can reveal which test items attract everything without touching the test queries.
  */
 export function syntheticBenchmark(opts: SyntheticOptions = {}): SyntheticBenchmark {
-  const seed = opts.seed ?? 42;
-  const d = opts.dim ?? 256;
-  const nG = opts.gallery ?? 2000;
-  const c = opts.captionsPerItem ?? 1;
-  const nQB = opts.queryBank ?? 10000;
-  const nGB = opts.galleryBank ?? 2000;
-  const hubFrac = opts.hubFraction ?? 0.03;
-  const pull = opts.hubPull ?? 0.2;
-  const sq = opts.queryNoise ?? 2.0;
-  const sg = opts.galleryNoise ?? 1.5;
-  for (const [name, v] of Object.entries({ d, nG, c, nQB, nGB })) {
-    if (!Number.isInteger(v) || v < 1) throw new DbnormError('ERR_PARAM', `synthetic ${name} must be an integer ≥ 1, got ${v}`);
+  const o = options<SyntheticOptions>('syntheticBenchmark options', opts, SYNTHETIC_KEYS);
+  const seed = count('seed', o.seed ?? 42);
+  const d = count('dim', o.dim ?? 256, 1);
+  const nG = count('gallery', o.gallery ?? 2000, 1);
+  const c = count('captionsPerItem', o.captionsPerItem ?? 1, 1);
+  const nQB = count('queryBank', o.queryBank ?? 10000, 1);
+  const nGB = count('galleryBank', o.galleryBank ?? 2000, 1);
+  const unitInterval = (name: string, v: number): number => {
+    finite(name, v, 0);
+    if (v > 1) throw new DbnormError('ERR_PARAM', `${name} must be in [0, 1], got ${v}`);
+    return v;
+  };
+  const hubFrac = unitInterval('hubFraction', o.hubFraction ?? 0.03);
+  const pull = unitInterval('hubPull', o.hubPull ?? 0.2);
+  const sq = finite('queryNoise', o.queryNoise ?? 2.0, 0);
+  const sg = finite('galleryNoise', o.galleryNoise ?? 1.5, 0);
+  const offQ = finite('queryOffset', o.queryOffset ?? 0.9, 0);
+  const offG = finite('galleryOffset', o.galleryOffset ?? 0.6, 0);
+  for (const [name, rows] of [['queries', nG * c], ['gallery', nG], ['queryBank', nQB], ['galleryBank', nGB]] as const) {
+    if (rows * d > MAX_ELEMENTS) {
+      throw new DbnormError('ERR_SHAPE', `synthetic ${name} would have ${rows} × ${d} elements (at most ${MAX_ELEMENTS} per matrix)`);
+    }
   }
   const u = rng(seed);
   const g = gaussian(u);
   const randUnit = (): Float64Array => unit(Float64Array.from({ length: d }, () => g()));
   const scale = (v: Float64Array, s: number): Float64Array => v.map((x) => x * s);
-  const oq = scale(randUnit(), opts.queryOffset ?? 0.9);
-  const og = scale(randUnit(), opts.galleryOffset ?? 0.6);
+  const oq = scale(randUnit(), offQ);
+  const og = scale(randUnit(), offG);
   // Noise has per-coordinate sd σ/√d, so its norm is ≈ σ (a concept has norm 1).
   const perDim = 1 / Math.sqrt(d);
   const embed = (concept: Float64Array, sigma: number, off: Float64Array): Float64Array => {

@@ -198,7 +198,7 @@ function pairsCsr(pairs: TunePairs, mq: number, mg: number): { offsets: Uint32Ar
 
 function paramsOf(method: Method, p: { betaQuery: number; betaGallery: number; k: number; cslsK: number; nnnK: number; nnnAlpha: number }): TunedParams {
   const out: TunedParams = {};
-  for (const key of TUNED_KEYS[method]) (out as Record<string, number>)[key] = p[key];
+  for (const key of TUNED_KEYS[method]) (out as Record<string, number>)[key] = (p as Record<string, number>)[key]!;
   return out;
 }
 
@@ -235,7 +235,7 @@ export async function tune(data: TuneData, opts: TuneOptions): Promise<TuneResul
   const qb = bankMatrix(data.queryBank, 'query', 'embeddings', 'queryBank');
   const gb = bankMatrix(data.galleryBank, 'gallery', 'embeddings', 'galleryBank');
   if (qb.cols !== gb.cols) throw new DbnormError('ERR_SHAPE', `queryBank has dim ${qb.cols}, galleryBank has dim ${gb.cols}`);
-  const methods = (opts.methods ?? METHODS.filter((m) => m !== 'none')).slice();
+  const methods = (opts.methods ?? METHODS.filter((m) => m !== 'none' && methodInfo(m)!.tunable)).slice();
   if (!Array.isArray(methods) || methods.length === 0) throw new DbnormError('ERR_PARAM', 'methods must be a non-empty list');
   for (const m of methods) if (!METHODS.includes(m)) throw new DbnormError('ERR_PARAM', `unknown method '${String(m)}' (expected one of ${METHODS.join(', ')})`);
   const objective = opts.metric ?? 'R@1';

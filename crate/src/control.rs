@@ -30,6 +30,12 @@ impl<'a> Control<'a> {
         }
     }
 
+    /// The same abort hook with another progress callback (e.g. one that maps a sub-task's progress
+    /// onto the whole operation's).
+    pub fn with_progress<'b>(&'b self, progress: &'b (dyn Fn(&str, usize, usize) + Sync)) -> Control<'b> {
+        Control { abort: self.abort, progress: Some(progress) }
+    }
+
     #[inline]
     pub fn progress(&self, phase: &str, done: usize, total: usize) {
         if let Some(p) = self.progress {

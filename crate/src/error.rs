@@ -29,6 +29,9 @@ pub enum ErrorCode {
     /// Partial normalisers cannot be merged: they overlap, leave rows uncovered, or disagree
     /// (method, parameters, metric, dimension, totals).
     Merge,
+    /// A lean normaliser's referenced source file (gallery or bank `.npy`) is missing, unreadable or
+    /// changed since the fit, or the operation needs a source it does not reference.
+    Source,
 }
 
 impl ErrorCode {
@@ -45,6 +48,7 @@ impl ErrorCode {
             ErrorCode::Internal => "ERR_INTERNAL",
             ErrorCode::Partial => "ERR_PARTIAL",
             ErrorCode::Merge => "ERR_MERGE",
+            ErrorCode::Source => "ERR_SOURCE",
         }
     }
 }

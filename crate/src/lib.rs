@@ -19,6 +19,7 @@ pub mod rows;
 pub mod npy;
 pub mod mapped;
 pub mod fileio;
+pub mod gallery;
 pub mod persist;
 pub mod shard;
 pub mod tune;

@@ -1,15 +1,20 @@
 //! The fitted normaliser: a method, its parameters, the per-gallery statistics fitted from the
 //! banks, and (in embeddings mode) the prepared gallery and banks kept in native memory.
 
+use std::sync::Arc;
+
 use crate::control::Control;
 use crate::error::{Error, Result};
+use crate::gallery::{check_raw_rows, source_err, GalleryView, HalfRows, Lean, LeanGallery, SourceFile};
+use crate::kernels::half::HalfKind;
+use crate::kernels::dot::dot_rows;
 use crate::kernels::dot::dot_gather;
-use crate::kernels::similarity::{dot_abt_par, prepare, Metric};
+use crate::kernels::similarity::{dot_abt_par, normalize_rows_in_place, prepare, Metric};
 use crate::matrix::MatRef;
 use crate::methods::scorer::Scorer;
 use crate::methods::stats::{bank_stats, BankStats, Source, StatsRequest};
 use rayon::prelude::*;
-use crate::methods::{none, GalleryInput, Method, MethodState, Params};
+use crate::methods::{none, FitInputs, GalleryInput, Method, MethodState, Params};
 
 /// Where similarities come from.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,6 +41,11 @@ pub struct Normalizer {
     pub gallery_stats: Option<BankStats>,
     /// The method's own fitted data (see [`MethodState`]; empty for most methods).
     pub state: MethodState,
+    /// The gallery stored in half precision (`galleryStorage`); `gallery` is then empty.
+    pub half: Option<Arc<HalfRows>>,
+    /// `keep: 'statistics'`: the gallery stays in its source file and the banks are referenced, not
+    /// held (see [`crate::gallery`]); `gallery`, `query_bank` and `gallery_bank` are then empty.
+    pub lean: Option<Arc<Lean>>,
     scorer: Scorer,
     /// Hash index of the query-bank rows for the leak guard, built on first use.
     bank_index: std::sync::OnceLock<crate::rows::RowIndex>,
@@ -88,15 +98,9 @@ impl Normalizer {
         if rq.is_some() != query_stats.is_some() || rg.is_some() != gallery_stats.is_some() {
             return Err(Error::format(format!("statistics do not match method '{}'", method.as_str())));
         }
-        if let Some(check) = method.info().check_state {
-            check(&params, &state, n_gallery, match mode {
-                Mode::Embeddings { dim, .. } => dim,
-                Mode::Similarities => 0,
-            })?;
-        }
         let scorer = method.scorer(&params, query_stats.as_ref(), gallery_stats.as_ref(), &state, n_gallery);
         let overlap = count_overlap(&mode, &gallery, &gallery_bank);
-        Ok(Normalizer { method, params, mode, n_gallery, gallery, query_bank, gallery_bank, query_stats, gallery_stats, state, scorer, bank_index: Default::default(), overlap })
+        Ok(Normalizer { method, params, mode, n_gallery, gallery, query_bank, gallery_bank, query_stats, gallery_stats, state, half: None, lean: None, scorer, bank_index: Default::default(), overlap })
     }
 
     /// Fits from embeddings: `gallery` (n×d), optional `query_bank` (m_q×d, query modality) and
@@ -148,6 +152,10 @@ impl Normalizer {
             (Some(r), Some(b)) => Some(bank_stats(Source::Embeddings { bank: &gbv, gallery: &g, dim: d }, b.rows, n, r, ctl, "fit:galleryBank")?),
             _ => None,
         };
+        let state = match method.info().fit_state {
+            Some(f) => f(&params, &FitInputs::Embeddings { gallery: &g, query_bank: &qbv, gallery_bank: &gbv, dim: d }, qs.as_ref(), gs.as_ref(), ctl)?,
+            None => state,
+        };
         let scorer = method.scorer(&params, qs.as_ref(), gs.as_ref(), &state, n);
         let mode = Mode::Embeddings { metric, dim: d };
         let overlap = count_overlap(&mode, &g, &gbv);
@@ -162,6 +170,8 @@ impl Normalizer {
             query_stats: qs,
             gallery_stats: gs,
             state,
+            half: None,
+            lean: None,
             scorer,
             bank_index: Default::default(),
             overlap,
@@ -172,17 +182,31 @@ impl Normalizer {
     /// cross-modal) and `gallery_bank_sims` (m_g × n_g, gallery bank × gallery, same modality), on
     /// the same scale as the query × gallery matrices scored later (e.g. ×100 logits).
     pub fn fit_similarities(method: Method, params: Params, query_bank_sims: Option<MatRef>, gallery_bank_sims: Option<MatRef>, gallery_count: Option<usize>, ctl: &Control) -> Result<Normalizer> {
+        Self::fit_similarities_with(method, params, query_bank_sims, gallery_bank_sims, None, gallery_count, ctl)
+    }
+
+    /// [`Self::fit_similarities`] with the query bank × gallery bank matrix `query_gallery_bank_sims`
+    /// (m_q × m_g, cross-modal, bank rows in the order of `query_bank_sims`; read by the methods
+    /// whose descriptor sets `cross_bank_sims`, i.e. DBSN, and validated otherwise).
+    pub fn fit_similarities_with(method: Method, params: Params, query_bank_sims: Option<MatRef>, gallery_bank_sims: Option<MatRef>, query_gallery_bank_sims: Option<MatRef>, gallery_count: Option<usize>, ctl: &Control) -> Result<Normalizer> {
         params.validate(method)?;
         if method.info().embeddings_only {
             return Err(Error::param(format!("method '{}' needs embeddings (it transforms or averages vectors); fit it with Normalizer.fit", method.as_str())));
         }
         let (rq, rg) = method.requests(&params);
-        for (m, name) in [(query_bank_sims, "queryBankSims"), (gallery_bank_sims, "galleryBankSims")] {
+        for (m, name) in [(query_bank_sims, "queryBankSims"), (gallery_bank_sims, "galleryBankSims"), (query_gallery_bank_sims, "queryBankGalleryBankSims")] {
             if let Some(m) = m {
                 m.check_finite(name)?;
             }
         }
-        let qs_in = check_bank(method, query_bank_sims, rq.is_some(), "queryBankSims", "query bank × gallery similarities")?;
+        let cross = method.info().cross_bank_sims;
+        let qs_in = check_bank(method, query_bank_sims, rq.is_some() || method.needs_query_bank(), "queryBankSims", "query bank × gallery similarities")?;
+        let hs_in = check_bank(method, query_gallery_bank_sims, cross, "queryBankGalleryBankSims", "query bank × gallery bank similarities, m_q × m_g")?;
+        if let (Some(q), Some(h)) = (query_bank_sims, query_gallery_bank_sims) {
+            if h.rows > 0 && q.rows > 0 && h.rows != q.rows {
+                return Err(Error::shape(format!("queryBankGalleryBankSims has {} rows, queryBankSims has {} (both are query-bank rows)", h.rows, q.rows)));
+            }
+        }
         let gs_in = check_bank(method, gallery_bank_sims, rg.is_some(), "galleryBankSims", "gallery bank × gallery similarities")?;
         let mut n: Option<usize> = gallery_count;
         // Every given matrix fixes the gallery size, used by the method or not (`none` from matrices).
@@ -208,7 +232,10 @@ impl Normalizer {
             (Some(r), Some(m)) => Some(bank_stats(Source::Sims { sims: m.data }, m.rows, n, r, ctl, "fit:galleryBank")?),
             _ => None,
         };
-        let state = MethodState::default();
+        let state = match method.info().fit_state {
+            Some(f) => f(&params, &FitInputs::Similarities { n_gallery: n, query_bank_sims: qs_in, gallery_bank_sims: gs_in, query_gallery_bank_sims: hs_in }, qs.as_ref(), gs.as_ref(), ctl)?,
+            None => MethodState::default(),
+        };
         let scorer = method.scorer(&params, qs.as_ref(), gs.as_ref(), &state, n);
         Ok(Normalizer {
             method,
@@ -221,6 +248,8 @@ impl Normalizer {
             query_stats: qs,
             gallery_stats: gs,
             state,
+            half: None,
+            lean: None,
             scorer,
             bank_index: Default::default(),
             overlap: 0,
@@ -261,14 +290,29 @@ impl Normalizer {
         match self.mode {
             Mode::Embeddings { metric, dim } => {
                 self.check_queries(&input, dim)?;
+                self.check_sources()?;
                 let q = prepare(input, metric, "queries")?;
                 let ng = self.n_gallery;
+                let view = self.gallery_view(dim);
                 let mut out = vec![0f32; input.rows * ng];
+                let mut gbuf = Vec::new();
                 for (b, chunk) in out.chunks_mut(ROWS * ng.max(1)).enumerate() {
                     ctl.check()?;
                     let r0 = b * ROWS;
                     let rows = chunk.len() / ng.max(1);
-                    dot_abt_par(&q[r0 * dim..(r0 + rows) * dim], rows, &self.gallery, ng, dim, chunk);
+                    let qb = &q[r0 * dim..(r0 + rows) * dim];
+                    if let GalleryView::F32 { data, .. } = view {
+                        dot_abt_par(qb, rows, data, ng, dim, chunk);
+                    } else {
+                        // Gallery chunks read once each, query rows in parallel (the same per-element
+                        // kernel as the search, so the values are those of an f32 store of these rows).
+                        const GC: usize = 1024;
+                        for j0 in (0..ng).step_by(GC) {
+                            let n = (ng - j0).min(GC);
+                            let g = view.rows(j0, n, &mut gbuf)?;
+                            chunk.par_chunks_mut(ng).enumerate().for_each(|(r, row)| dot_rows(&qb[r * dim..(r + 1) * dim], 1, g, n, dim, &mut row[j0..j0 + n], n));
+                        }
+                    }
                     self.scorer.score_rows_in_place(chunk)?;
                     ctl.progress("scores", r0 + rows, input.rows);
                 }
@@ -293,8 +337,9 @@ impl Normalizer {
             Mode::Embeddings { metric, dim } => {
                 self.check_queries(&input, dim)?;
                 let ke = k.min(self.n_gallery);
+                self.check_sources()?;
                 let q = prepare(input, metric, "queries")?;
-                let (i, s) = self.scorer.search_embeddings(&q, input.rows, &self.gallery, dim, ke, ctl)?;
+                let (i, s) = self.scorer.search_embeddings_view(&q, input.rows, self.gallery_view(dim), ke, ctl)?;
                 Ok((i, s, ke))
             }
             Mode::Similarities => {
@@ -363,7 +408,201 @@ fn append_stats(old: &BankStats, new: BankStats, n_old: usize, k_requested: usiz
     out
 }
 
+/// Gallery rows per block of a lean fit: a multiple of the statistics' gallery tile, so every tile
+/// of the block-wise fit is a tile of the one-shot fit and the statistics are bit-identical.
+pub const LEAN_FIT_BLOCK: usize = crate::methods::stats::GALLERY_TILE * 32;
+
+/// Appends `new` (statistics of the gallery items `n_old..`, indices relative to `n_old`) to `acc` in
+/// place (as [`append_stats`], without copying what is already there).
+fn append_stats_in_place(acc: &mut BankStats, new: BankStats, n_old: usize, k_requested: usize) {
+    if let (Some(a), Some(b)) = (acc.lse.as_mut(), new.lse) {
+        a.extend(b);
+    }
+    if let (Some(a), Some(b)) = (acc.top_mean.as_mut(), new.top_mean) {
+        a.extend(b);
+    }
+    if let (Some(oi), Some(os), Some(mut ni), Some(ns)) = (acc.row_topk_idx.as_ref(), acc.row_topk_score.as_ref(), new.row_topk_idx, new.row_topk_score) {
+        for i in ni.iter_mut() {
+            *i += n_old as u32;
+        }
+        let (idx, sc, rk) = merge_row_topk(acc.bank_rows, k_requested, (oi, os, acc.row_k), (&ni, &ns, new.row_k));
+        acc.row_topk_idx = Some(idx);
+        acc.row_topk_score = Some(sc);
+        acc.row_k = rk;
+    }
+}
+
 impl Normalizer {
+    /// The gallery rows as the search reads them (see [`crate::gallery`]). `dim` is the embeddings width.
+    pub fn gallery_view(&self, dim: usize) -> GalleryView<'_> {
+        match (&self.lean, &self.half) {
+            (Some(l), _) => GalleryView::Lean(&l.gallery),
+            (None, Some(h)) => GalleryView::Half(h),
+            _ => GalleryView::F32 { data: &self.gallery, dim },
+        }
+    }
+
+    /// `ERR_SOURCE` if a lean normaliser's gallery file changed since it was verified (length or
+    /// modification time; see [`crate::gallery`]). Free for every other normaliser.
+    pub fn check_sources(&self) -> Result<()> {
+        match &self.lean {
+            Some(l) => l.gallery.source.check_unchanged("gallery"),
+            None => Ok(()),
+        }
+    }
+
+    /// The half-precision storage of the gallery, if any.
+    pub fn gallery_storage(&self) -> Option<HalfKind> {
+        self.half.as_ref().map(|h| h.kind)
+    }
+
+    /// This normaliser with its gallery stored as `kind` (`None`: `f32`). Half precision rounds the
+    /// prepared rows once (round to nearest even) and halves the gallery's memory; similarities are
+    /// then computed from the widened values, accumulated in `f32`. `ERR_PARAM` for a similarity-mode or
+    /// lean normaliser (no gallery held), or a dot-metric value beyond the format's range.
+    pub fn with_gallery_storage(mut self, kind: Option<HalfKind>) -> Result<Normalizer> {
+        let (_, dim) = self.embeddings()?;
+        if self.lean.is_some() {
+            return Err(Error::param("galleryStorage applies to a gallery held in memory; a keep: 'statistics' normaliser reads its gallery from the source file"));
+        }
+        match (kind, self.half.as_ref().map(|h| h.kind)) {
+            (None, None) => {}
+            (None, Some(_)) => {
+                self.gallery = self.half.take().map(|h| h.to_f32()).unwrap_or_default();
+            }
+            (Some(k), cur) if Some(k) == cur => {}
+            (Some(k), _) => {
+                let rows = match self.half.take() {
+                    Some(h) => h.to_f32(),
+                    None => std::mem::take(&mut self.gallery),
+                };
+                match HalfRows::from_f32(k, &rows, dim) {
+                    Ok(h) => self.half = Some(Arc::new(h)),
+                    Err(e) => {
+                        self.gallery = rows;
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    /// Fits from embeddings keeping only statistics (`keep: 'statistics'`): the gallery is read block
+    /// by block from its source file (never held whole) and referenced by the result, which reads it
+    /// again at search time (see [`crate::gallery`]). `query_bank` / `gallery_bank` are the bank values
+    /// (m×d row-major, as in [`Self::fit_embeddings`]); `bank_sources` the files they were read from, if
+    /// any (kept as references for `addGallery`). The statistics, scores and rankings are bit-identical
+    /// to [`Self::fit_embeddings`] on the file's values.
+    pub fn fit_embeddings_lean(
+        method: Method,
+        params: Params,
+        metric: Metric,
+        gallery: SourceFile,
+        query_bank: Option<MatRef>,
+        gallery_bank: Option<MatRef>,
+        bank_sources: (Option<Arc<SourceFile>>, Option<Arc<SourceFile>>),
+        ctl: &Control,
+    ) -> Result<Normalizer> {
+        Self::fit_lean_blocked(method, params, metric, gallery, query_bank, gallery_bank, bank_sources, LEAN_FIT_BLOCK, ctl)
+    }
+
+    /// [`Self::fit_embeddings_lean`] with `block` gallery rows per block (a multiple of
+    /// `stats::GALLERY_TILE` keeps the statistics bit-identical; exposed for tests).
+    #[allow(clippy::too_many_arguments)]
+    #[doc(hidden)]
+    pub fn fit_lean_blocked(
+        method: Method,
+        params: Params,
+        metric: Metric,
+        gallery: SourceFile,
+        query_bank: Option<MatRef>,
+        gallery_bank: Option<MatRef>,
+        bank_sources: (Option<Arc<SourceFile>>, Option<Arc<SourceFile>>),
+        block: usize,
+        ctl: &Control,
+    ) -> Result<Normalizer> {
+        params.validate(method)?;
+        if method.info().gallery_transform.is_some() {
+            return Err(Error::param(format!("method '{}' stores a transformed gallery, so the gallery cannot be read again from its file: fit it without keep: 'statistics'", method.as_str())));
+        }
+        let (rq, rg) = method.requests(&params);
+        let (n, d) = (gallery.rows, gallery.cols);
+        if n == 0 {
+            return Err(Error::shape("gallery has 0 rows (need at least one item)"));
+        }
+        if d == 0 {
+            return Err(Error::shape("gallery has dim 0"));
+        }
+        if n > u32::MAX as usize {
+            return Err(Error::shape(format!("gallery has {n} rows, more than 2^32 - 1")));
+        }
+        for (b, name) in [(query_bank, "queryBank"), (gallery_bank, "galleryBank")] {
+            if let Some(b) = b {
+                if b.rows > 0 && b.cols != d {
+                    return Err(Error::shape(format!("{name} has dim {}, gallery has dim {d}", b.cols)));
+                }
+                b.check_finite(name)?;
+            }
+        }
+        let qb = check_bank(method, query_bank, rq.is_some(), "queryBank", "query-modality embeddings, e.g. training captions")?;
+        let gb = check_bank(method, gallery_bank, rg.is_some(), "galleryBank", "gallery-modality embeddings, e.g. training images")?;
+        let qbv = qb.map(|b| prepare(b, metric, "queryBank").map(|c| c.into_owned())).transpose()?.unwrap_or_default();
+        let gbv = gb.map(|b| prepare(b, metric, "galleryBank").map(|c| c.into_owned())).transpose()?.unwrap_or_default();
+        let (mq, mg) = (qbv.len() / d, gbv.len() / d);
+        let overlap_index = (!gbv.is_empty()).then(|| crate::rows::RowIndex::new(&gbv, d));
+        let source = Arc::new(gallery);
+        let nb = n.div_ceil(block);
+        let (mut qs, mut gs): (Option<BankStats>, Option<BankStats>) = (None, None);
+        let mut overlap = 0;
+        let mut rows = Vec::new();
+        for bi in 0..nb {
+            ctl.check()?;
+            let j0 = bi * block;
+            let nbk = (n - j0).min(block);
+            rows.clear();
+            source.read_rows(j0, nbk, &mut rows)?;
+            check_raw_rows(&rows, d, j0, metric, "gallery")?;
+            if metric == Metric::Cosine {
+                normalize_rows_in_place(&mut rows, d, "gallery")?;
+            }
+            if let Some(ix) = &overlap_index {
+                overlap += ix.count_in(&gbv, &rows);
+            }
+            // Progress over the whole gallery: block bi of nb, each a full pass over the bank.
+            let report = |phase: &str, done: usize, total: usize| ctl.progress(phase, bi * total + done, nb * total);
+            let inner = ctl.with_progress(&report);
+            for (req, bank, m, acc, phase) in [(rq, &qbv, mq, &mut qs, "fit:queryBank"), (rg, &gbv, mg, &mut gs, "fit:galleryBank")] {
+                let Some(r) = req else { continue };
+                let new = bank_stats(Source::Embeddings { bank, gallery: &rows, dim: d }, m, nbk, r, &inner, phase)?;
+                match acc {
+                    None => *acc = Some(new),
+                    Some(a) => append_stats_in_place(a, new, j0, params.k),
+                }
+            }
+        }
+        let state = MethodState::default();
+        let scorer = method.scorer(&params, qs.as_ref(), gs.as_ref(), &state, n);
+        let lean = Lean { gallery: LeanGallery { source, metric, appended: Vec::new() }, query_bank: bank_sources.0.filter(|_| rq.is_some()), gallery_bank: bank_sources.1.filter(|_| rg.is_some()) };
+        Ok(Normalizer {
+            method,
+            params,
+            mode: Mode::Embeddings { metric, dim: d },
+            n_gallery: n,
+            gallery: Vec::new(),
+            query_bank: Vec::new(),
+            gallery_bank: Vec::new(),
+            query_stats: qs,
+            gallery_stats: gs,
+            state,
+            half: None,
+            lean: Some(Arc::new(lean)),
+            scorer,
+            bank_index: Default::default(),
+            overlap,
+        })
+    }
+
     fn embeddings(&self) -> Result<(Metric, usize)> {
         match self.mode {
             Mode::Embeddings { metric, dim } => Ok((metric, dim)),
@@ -393,21 +632,66 @@ impl Normalizer {
             None => prepared,
         };
         let (rq, rg) = self.method.requests(&self.params);
-        let mq = self.query_bank.len() / dim;
-        let mg = self.gallery_bank.len() / dim;
+        self.check_sources()?;
+        let qbank = if rq.is_some() { self.bank_for_add(true, metric, dim)? } else { std::borrow::Cow::Borrowed(&self.query_bank[..]) };
+        let gbank = if rg.is_some() { self.bank_for_add(false, metric, dim)? } else { std::borrow::Cow::Borrowed(&self.gallery_bank[..]) };
+        let mq = qbank.len() / dim;
+        let mg = gbank.len() / dim;
         let stats = |bank: &[f32], m: usize, r, phase| bank_stats(Source::Embeddings { bank, gallery: &prepared, dim }, m, n_new, r, ctl, phase);
         let qs = match (rq, &self.query_stats) {
-            (Some(r), Some(old)) => Some(append_stats(old, stats(&self.query_bank, mq, r, "addGallery:queryBank")?, self.n_gallery, self.params.k)),
+            (Some(r), Some(old)) => Some(append_stats(old, stats(&qbank, mq, r, "addGallery:queryBank")?, self.n_gallery, self.params.k)),
             _ => None,
         };
         let gs = match (rg, &self.gallery_stats) {
-            (Some(r), Some(old)) => Some(append_stats(old, stats(&self.gallery_bank, mg, r, "addGallery:galleryBank")?, self.n_gallery, self.params.k)),
+            (Some(r), Some(old)) => Some(append_stats(old, stats(&gbank, mg, r, "addGallery:galleryBank")?, self.n_gallery, self.params.k)),
             _ => None,
         };
+        if let Some(l) = &self.lean {
+            let mut appended = Vec::with_capacity(l.gallery.appended.len() + prepared.len());
+            appended.extend_from_slice(&l.gallery.appended);
+            appended.extend_from_slice(&prepared);
+            let lean = Lean { gallery: LeanGallery { source: l.gallery.source.clone(), metric, appended }, query_bank: l.query_bank.clone(), gallery_bank: l.gallery_bank.clone() };
+            let mut n = Normalizer::rebuild(self.method, self.params, self.mode.clone(), self.n_gallery + n_new, Vec::new(), Vec::new(), Vec::new(), qs, gs, state)?;
+            n.lean = Some(Arc::new(lean));
+            return Ok(n);
+        }
+        if let Some(h) = &self.half {
+            let add = HalfRows::from_f32(h.kind, &prepared, dim)?;
+            let mut data = Vec::with_capacity(h.data.len() + add.data.len());
+            data.extend_from_slice(&h.data);
+            data.extend_from_slice(&add.data);
+            let mut n = Normalizer::rebuild(self.method, self.params, self.mode.clone(), self.n_gallery + n_new, Vec::new(), self.query_bank.clone(), self.gallery_bank.clone(), qs, gs, state)?;
+            n.half = Some(Arc::new(HalfRows { kind: h.kind, dim, data }));
+            return Ok(n);
+        }
         let mut gallery = Vec::with_capacity(self.gallery.len() + prepared.len());
         gallery.extend_from_slice(&self.gallery);
         gallery.extend_from_slice(&prepared);
         Normalizer::rebuild(self.method, self.params, self.mode.clone(), self.n_gallery + n_new, gallery, self.query_bank.clone(), self.gallery_bank.clone(), qs, gs, state)
+    }
+
+    /// The prepared query bank (`query`) or gallery bank for `addGallery`: the stored one, or for a
+    /// lean normaliser the one read again from its verified source file (`ERR_SOURCE` when it has none
+    /// or it changed).
+    fn bank_for_add(&self, query: bool, metric: Metric, dim: usize) -> Result<std::borrow::Cow<'_, [f32]>> {
+        let (name, stored) = if query { ("queryBank", &self.query_bank) } else { ("galleryBank", &self.gallery_bank) };
+        let Some(l) = &self.lean else { return Ok(std::borrow::Cow::Borrowed(&stored[..])) };
+        let src = if query { &l.query_bank } else { &l.gallery_bank };
+        let Some(src) = src else {
+            return Err(source_err(format!(
+                "this normaliser was fitted with keep: 'statistics' from an in-memory {name}, so it holds no {name} to compute the new items' statistics from; fit from a {name} file (readNpy(path, {{ mmap: true }}) or --{}) to keep addGallery available",
+                if query { "query-bank" } else { "gallery-bank" }
+            )));
+        };
+        let f = SourceFile::open(&src.path, Some((src.file_len, src.crc)), name)?;
+        if f.cols != dim {
+            return Err(source_err(format!("{}: the {name} source file has dim {}, gallery has dim {dim}", f.path.display(), f.cols)));
+        }
+        let mut v = Vec::new();
+        f.read_rows(0, f.rows, &mut v)?;
+        let m = MatRef::new(&v, f.rows, dim, name)?;
+        m.check_finite(name)?;
+        Ok(std::borrow::Cow::Owned(prepare(m, metric, name)?.into_owned()))
     }
 
     /// Similarity-mode twin of [`Self::add_gallery_embeddings`]: the new items' bank similarities,
@@ -459,11 +743,19 @@ impl Normalizer {
                 if input.cols != dim {
                     return Err(Error::shape(format!("queries have dim {}, gallery has dim {dim}", input.cols)));
                 }
+                self.check_sources()?;
                 let q = prepare(input, metric, "queries")?;
                 let mut raw = vec![0f32; nq * c];
-                raw.par_chunks_mut(c.max(1)).enumerate().for_each(|(i, out)| {
-                    dot_gather(&q[i * dim..(i + 1) * dim], &self.gallery, dim, &candidates[i * c..(i + 1) * c], out);
-                });
+                match self.gallery_view(dim) {
+                    GalleryView::F32 { data, .. } => raw.par_chunks_mut(c.max(1)).enumerate().for_each(|(i, out)| {
+                        dot_gather(&q[i * dim..(i + 1) * dim], data, dim, &candidates[i * c..(i + 1) * c], out);
+                    }),
+                    view => raw.par_chunks_mut(c.max(1)).enumerate().try_for_each_init(Vec::new, |rows, (i, out)| -> Result<()> {
+                        view.gather(&candidates[i * c..(i + 1) * c], rows)?;
+                        dot_rows(&q[i * dim..(i + 1) * dim], 1, rows, c, dim, out, c);
+                        Ok(())
+                    })?,
+                }
                 raw
             }
             Mode::Similarities => {
@@ -543,8 +835,11 @@ impl Normalizer {
         let cols: Vec<&Vec<f64>> = self.method.info().augmented.iter().map(|&v| &sc.bias[v]).collect();
         let w = dim + e;
         let mut out = vec![0f32; count * w];
+        self.check_sources()?;
+        let mut gbuf = Vec::new();
+        let rows = self.gallery_view(dim).rows(start, count, &mut gbuf)?;
         for (r, j) in (start..start + count).enumerate() {
-            out[r * w..r * w + dim].copy_from_slice(&self.gallery[j * dim..(j + 1) * dim]);
+            out[r * w..r * w + dim].copy_from_slice(&rows[r * dim..(r + 1) * dim]);
             for (x, col) in cols.iter().enumerate() {
                 // |bias/scale| ≈ |max s| + ln(m)/β: finite for any accepted input, but checked.
                 out[r * w + dim + x] = crate::methods::scorer::score_to_f32(-col[j] / sc.scale)?;
@@ -566,7 +861,8 @@ impl Normalizer {
         let nq = queries.rows;
         let top1 = if self.augmented_gated() {
             let raw = none::scorer(&self.params, self.n_gallery);
-            Some(raw.search_embeddings(&q, nq, &self.gallery, dim, 1, ctl)?.0)
+            self.check_sources()?;
+            Some(raw.search_embeddings_view(&q, nq, self.gallery_view(dim), 1, ctl)?.0)
         } else {
             None
         };

@@ -360,8 +360,8 @@ impl Fold {
             Method::Nnn => {
                 let b: Vec<f64> = self.top_mean(p.nnn_k).iter().map(|m| p.nnn_alpha * m).collect();
                 self.score(obj, &[b], &|_| 0)
-            }            // refused by `tune` (not tunable yet)
-            Method::Dn | Method::Invgc => f64::NAN,
+            }
+            other => unreachable!("method '{}' is refused by tune() (not tunable)", other.as_str()),
         }
     }
 }
@@ -621,6 +621,12 @@ fn build_folds(data: &TuneData, cfg: &TuneConfig, ctl: &Control) -> Result<(Vec<
     Ok((folds, n_h))
 }
 
+/// Whether [`tune`] can search `m`'s parameters (the methods of the first release; the issue-13
+/// methods, e.g. the Sinkhorn ones, are refused with `ERR_PARAM` until they get tuning axes).
+pub fn tunable(m: Method) -> bool {
+    matches!(m, Method::None | Method::Is | Method::Dis | Method::DualIs | Method::DualDis | Method::Csls | Method::Nnn)
+}
+
 /// Tunes every method of `cfg.methods` on the paired banks.
 pub fn tune(data: &TuneData, cfg: &TuneConfig, ctl: &Control) -> Result<TuneResult> {
     let (mq, mg, d) = (data.m_q(), data.m_g(), data.dim);
@@ -639,8 +645,8 @@ pub fn tune(data: &TuneData, cfg: &TuneConfig, ctl: &Control) -> Result<TuneResu
     if cfg.methods.is_empty() {
         return Err(Error::param("tune: methods must not be empty"));
     }
-    if let Some(m) = cfg.methods.iter().find(|m| matches!(m, Method::Dn | Method::Invgc)) {
-        return Err(Error::param(format!("tune: method '{}' cannot be tuned yet (it transforms the gallery)", m.as_str())));
+    if let Some(m) = cfg.methods.iter().find(|&&m| !tunable(m)) {
+        return Err(Error::param(format!("tune: method '{}' cannot be tuned yet (no tuning axes for its parameters)", m.as_str())));
     }
     validate_grid(&cfg.grid)?;
     if let Some(p) = cfg.defaults {
@@ -787,7 +793,7 @@ mod tests {
         let (qb, gb) = (unit(&qb, d), unit(&gb, d));
         let (off, it) = captions(items, c);
         let data = TuneData { query_bank: &qb, gallery_bank: &gb, dim: d, offsets: &off, items: &it };
-        let cfg = cfg(Method::ALL.into_iter().filter(|m| !matches!(m, Method::Dn | Method::Invgc)).collect());
+        let cfg = cfg(Method::ALL.into_iter().filter(|&m| tunable(m)).collect());
         let r = tune(&data, &cfg, &Control::none()).unwrap();
         assert_eq!(r.methods.len(), 7);
         for m in &r.methods {

@@ -135,7 +135,32 @@ mod reference {
         pub ambiguous: usize,
     }
 
+    /// Sinkhorn potentials in f64, log domain with `f64::exp` (docs/methods.md, "SN"): `rows` is
+    /// `n × m` (gallery-side rows × query bank), uniform marginals, exactly `iters` iterations, each
+    /// updating v then u. Returns `log u`.
+    pub fn sinkhorn_log_u(rows: &M, tau: f64, iters: usize) -> Vec<f64> {
+        let (n, m) = (rows.len(), rows[0].len());
+        let mut lu = vec![-(n as f64).ln(); n];
+        let mut lv = vec![-(m as f64).ln(); m];
+        for _ in 0..iters {
+            for b in 0..m {
+                let col: Vec<f64> = (0..n).map(|i| rows[i][b] + tau * lu[i]).collect();
+                lv[b] = -(m as f64).ln() - lse(&col, 1.0 / tau);
+            }
+            for i in 0..n {
+                let row: Vec<f64> = (0..m).map(|b| rows[i][b] + tau * lv[b]).collect();
+                lu[i] = -(n as f64).ln() - lse(&row, 1.0 / tau);
+            }
+        }
+        lu
+    }
+
     pub fn scores(method: Method, p: &Params, s: &M, pq: &M, pg: &M, eps: f64) -> Ref {
+        scores_with_cross(method, p, s, pq, pg, &Vec::new(), eps)
+    }
+
+    /// [`scores`] with the query bank × gallery bank matrix `ph` (m_q × m_g; DualSN only).
+    pub fn scores_with_cross(method: Method, p: &Params, s: &M, pq: &M, pg: &M, ph: &M, eps: f64) -> Ref {
         let nq = s.len();
         let ng = if nq > 0 { s[0].len() } else { pq.first().map_or(0, |r| r.len()) };
         let lq: Vec<f64> = if pq.is_empty() { vec![] } else { (0..ng).map(|j| lse(&column(pq, j), p.beta_query)).collect() };
@@ -151,13 +176,22 @@ mod reference {
         };
         let mut out = Ref { rows: Vec::new(), variants: Vec::new(), scale: 1.0, ambiguous: 0 };
         match method {
-            Method::None | Method::Is | Method::DualIs | Method::Csls | Method::Nnn => {
+            Method::None | Method::Is | Method::DualIs | Method::Csls | Method::Nnn | Method::Sn | Method::DualSn => {
                 let (scale, bias): (f64, Vec<f64>) = match method {
                     Method::None => (1.0, vec![0.0; ng]),
                     Method::Is => (p.beta_query, lq.clone()),
                     Method::DualIs => (p.beta_query + p.beta_gallery, (0..ng).map(|j| lq[j] + lg[j]).collect()),
                     Method::Csls => (2.0, (0..ng).map(|j| mean_top(&column(pq, j), p.csls_k)).collect()),
                     Method::Nnn => (1.0, (0..ng).map(|j| p.nnn_alpha * mean_top(&column(pq, j), p.nnn_k)).collect()),
+                    Method::Sn | Method::DualSn => {
+                        // rows: the gallery (P^q transposed), then (DualSN) the gallery bank (P^qh transposed)
+                        let mut rows: M = (0..ng).map(|j| column(pq, j)).collect();
+                        if method == Method::DualSn {
+                            rows.extend((0..ph[0].len()).map(|h| column(ph, h)));
+                        }
+                        let lu = sinkhorn_log_u(&rows, p.tau, p.iterations);
+                        (1.0, (0..ng).map(|j| -p.tau * lu[j]).collect())
+                    }
                     _ => unreachable!(),
                 };
                 out.scale = scale;
@@ -167,7 +201,7 @@ mod reference {
                     out.variants.push(vec![0]);
                 }
             }
-            Method::Dis | Method::DualDis => {
+            _ => {
                 let aq = activation(pq, p.k, ng, eps);
                 let ag = if method == Method::DualDis { activation(pg, p.k, ng, eps) } else { (vec![false; ng], vec![false; ng]) };
                 let scale = if method == Method::Dis { p.beta_query } else { p.beta_query + p.beta_gallery };
@@ -208,9 +242,6 @@ mod reference {
                     out.variants.push(vs);
                 }
             }
-            // The gallery-transforming methods have their references in their own test modules
-            // (crate/src/methods/dn.rs, invgc.rs).
-            Method::Dn | Method::Invgc => unreachable!("no shared reference for {}", method.as_str()),
         }
         out
     }
@@ -340,20 +371,23 @@ struct Prepared {
     s32: Vec<f32>,
     pq32: Vec<f32>,
     pg32: Vec<f32>,
+    /// Query bank × gallery bank (m_q × m_g; DualSN): f64 and, in similarity mode, f32.
+    ph: M,
+    ph32: Vec<f32>,
 }
 
 fn prepare(c: &Case, mode: Mode) -> Prepared {
     let cos = mode != Mode::Emb(Metric::Dot);
     let f = |x: &[f32], n: usize| reference::prepare(&reference::from_f32(x, n, c.d), cos);
     let (q, g, r, h) = (f(&c.q, c.nq), f(&c.g, c.ng), f(&c.r, c.mq), f(&c.h, c.mg));
-    let (s, pq, pg) = (reference::sims(&q, &g), reference::sims(&r, &g), reference::sims(&h, &g));
+    let (s, pq, pg, ph) = (reference::sims(&q, &g), reference::sims(&r, &g), reference::sims(&h, &g), reference::sims(&r, &h));
     if mode == Mode::Sims {
         // Similarity mode: the library sees f32 matrices; the reference uses exactly those values.
-        let (s32, pq32, pg32) = (reference::to_f32(&s), reference::to_f32(&pq), reference::to_f32(&pg));
-        let (s, pq, pg) = (reference::from_f32(&s32, c.nq, c.ng), reference::from_f32(&pq32, c.mq, c.ng), reference::from_f32(&pg32, c.mg, c.ng));
-        Prepared { s, pq, pg, s32, pq32, pg32 }
+        let (s32, pq32, pg32, ph32) = (reference::to_f32(&s), reference::to_f32(&pq), reference::to_f32(&pg), reference::to_f32(&ph));
+        let (s, pq, pg, ph) = (reference::from_f32(&s32, c.nq, c.ng), reference::from_f32(&pq32, c.mq, c.ng), reference::from_f32(&pg32, c.mg, c.ng), reference::from_f32(&ph32, c.mq, c.mg));
+        Prepared { s, pq, pg, s32, pq32, pg32, ph, ph32 }
     } else {
-        Prepared { s, pq, pg, s32: vec![], pq32: vec![], pg32: vec![] }
+        Prepared { s, pq, pg, s32: vec![], pq32: vec![], pg32: vec![], ph, ph32: vec![] }
     }
 }
 
@@ -361,7 +395,10 @@ fn prepare(c: &Case, mode: Mode) -> Prepared {
 fn fit(method: Method, p: Params, c: &Case, mode: Mode, pr: &Prepared) -> Normalizer {
     match mode {
         Mode::Emb(metric) => Normalizer::fit_embeddings(method, p, metric, mat(&c.g, c.ng, c.d), Some(mat(&c.r, c.mq, c.d)), Some(mat(&c.h, c.mg, c.d)), &ctl()),
-        Mode::Sims => Normalizer::fit_similarities(method, p, Some(mat(&pr.pq32, c.mq, c.ng)), Some(mat(&pr.pg32, c.mg, c.ng)), Some(c.ng), &ctl()),
+        Mode::Sims => {
+            let ph = (!pr.ph32.is_empty()).then(|| mat(&pr.ph32, c.mq, c.mg));
+            Normalizer::fit_similarities_with(method, p, Some(mat(&pr.pq32, c.mq, c.ng)), Some(mat(&pr.pg32, c.mg, c.ng)), ph, Some(c.ng), &ctl())
+        }
     }
     .unwrap_or_else(|e| panic!("fit {} on {} ({mode:?}): {e}", method.as_str(), c.name))
 }
@@ -393,6 +430,7 @@ fn configs(method: Method) -> Vec<Params> {
         ],
         Method::Csls => vec![params(|p| p.csls_k = 10), params(|p| p.csls_k = 3)],
         Method::Nnn => vec![params(|p| (p.nnn_k, p.nnn_alpha) = (128, 0.75)), params(|p| (p.nnn_k, p.nnn_alpha) = (5, 0.5))],
+        Method::Sn | Method::DualSn => vec![params(|p| (p.tau, p.iterations) = (0.05, 10)), params(|p| (p.tau, p.iterations) = (0.5, 3))],
         // tested against their own references (crate/src/methods/dn.rs, invgc.rs)
         Method::Dn | Method::Invgc => vec![],
     }
@@ -477,7 +515,7 @@ fn agree_with_reference(method: Method) -> Coverage {
             let (eps, rel) = if mode == Mode::Sims { (0.0, 1e-6) } else { (1e-5 * max_abs(&pr.s).max(1e-30), 1e-4) };
             for p in configs(method) {
                 let what = format!("{} {:?} on {} ({mode:?})", method.as_str(), p, c.name);
-                let rf = reference::scores(method, &p, &pr.s, &pr.pq, &pr.pg, eps);
+                let rf = reference::scores_with_cross(method, &p, &pr.s, &pr.pq, &pr.pg, &pr.ph, eps);
                 let unit = rf.scale * max_abs(&pr.s).max(1e-30);
                 let n = fit(method, p, &c, mode, &pr);
                 let (sc, cols) = n.scores(input(&c, mode, &pr)).unwrap();
@@ -560,6 +598,51 @@ fn csls_matches_reference() {
 #[test]
 fn nnn_matches_reference() {
     agree_with_reference(Method::Nnn);
+}
+
+#[test]
+fn sn_matches_reference() {
+    agree_with_reference(Method::Sn);
+}
+
+#[test]
+fn dual_sn_matches_reference() {
+    agree_with_reference(Method::DualSn);
+}
+
+/// The Sinkhorn methods under gallery and bank permutations: the potentials are sums over the
+/// gallery and the banks, so a permutation changes only the summation order. Similarity mode:
+/// scores agree within 1e-12 relative to the score unit and output is permuted accordingly.
+#[test]
+fn sn_permutations_permute_output_within_rounding() {
+    for c in cases().into_iter().filter(|c| c.ng > 1) {
+        let pr = prepare(&c, Mode::Sims);
+        let mut rng = Rng(c.ng as u64 * 17 + 3);
+        let (pi, pb, ph) = (rng.permutation(c.ng), rng.permutation(c.mq), rng.permutation(c.mg));
+        // new gallery item j' is old pi[j']; new query-bank row b' is old pb[b']; gallery-bank column h' is old ph[h']
+        let pq2: Vec<f32> = pb.iter().flat_map(|&b| pi.iter().map(move |&j| (b, j))).map(|(b, j)| pr.pq32[b * c.ng + j]).collect();
+        let ph2: Vec<f32> = pb.iter().flat_map(|&b| ph.iter().map(move |&h| (b, h))).map(|(b, h)| pr.ph32[b * c.mg + h]).collect();
+        let s2: Vec<f32> = (0..c.nq).flat_map(|i| pi.iter().map(move |&j| (i, j))).map(|(i, j)| pr.s32[i * c.ng + j]).collect();
+        for method in [Method::Sn, Method::DualSn] {
+            for p in configs(method) {
+                let a = fit(method, p, &c, Mode::Sims, &pr);
+                let b = Normalizer::fit_similarities_with(method, p, Some(mat(&pq2, c.mq, c.ng)), None, Some(mat(&ph2, c.mq, c.mg)), None, &ctl()).unwrap();
+                let (sa, _) = a.scores(mat(&pr.s32, c.nq, c.ng)).unwrap();
+                let (sb, _) = b.scores(mat(&s2, c.nq, c.ng)).unwrap();
+                let unit = max_abs(&pr.s).max(1e-30);
+                for i in 0..c.nq {
+                    for (jp, &j) in pi.iter().enumerate() {
+                        let (x, y) = (sa[i * c.ng + j] as f64, sb[i * c.ng + jp] as f64);
+                        assert!((x - y).abs() <= 1e-6 * (x.abs() + unit), "{} {p:?} on {}: ({i}, {j}) {x} vs {y}", method.as_str(), c.name);
+                    }
+                }
+                let (ba, bb) = (&a.scorer().bias[0], &b.scorer().bias[0]);
+                for (jp, &j) in pi.iter().enumerate() {
+                    assert!((ba[j] - bb[jp]).abs() <= 1e-10 * (ba[j].abs() + unit), "{} bias {j}: {} vs {}", method.as_str(), ba[j], bb[jp]);
+                }
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -679,11 +762,13 @@ fn gallery_permutation_permutes_output() {
             c2.g = pi.iter().flat_map(|&j| c.g[j * c.d..(j + 1) * c.d].to_vec()).collect();
             let permcols = |x: &[f32], rows: usize| -> Vec<f32> { (0..rows).flat_map(|r| pi.iter().map(move |&j| (r, j))).map(|(r, j)| x[r * c.ng + j]).collect() };
             let pr2 = if mode == Mode::Sims {
-                Prepared { s: vec![], pq: vec![], pg: vec![], s32: permcols(&pr.s32, c.nq), pq32: permcols(&pr.pq32, c.mq), pg32: permcols(&pr.pg32, c.mg) }
+                Prepared { s: vec![], pq: vec![], pg: vec![], s32: permcols(&pr.s32, c.nq), pq32: permcols(&pr.pq32, c.mq), pg32: permcols(&pr.pg32, c.mg), ph: vec![], ph32: pr.ph32.clone() }
             } else {
-                Prepared { s: vec![], pq: vec![], pg: vec![], s32: vec![], pq32: vec![], pg32: vec![] }
+                Prepared { s: vec![], pq: vec![], pg: vec![], s32: vec![], pq32: vec![], pg32: vec![], ph: vec![], ph32: vec![] }
             };
-            for method in Method::ALL {
+            // Gallery-dependent methods (the Sinkhorn ones) sum over the gallery, so a permutation
+            // changes their summation order: covered within rounding by sn_permutations_* below.
+            for method in Method::ALL.into_iter().filter(|m| !m.info().gallery_dependent) {
                 for p in configs(method) {
                     let what = format!("{} {p:?} on {} ({mode:?})", method.as_str(), c.name);
                     let k = 5.min(c.ng);
@@ -746,11 +831,12 @@ fn bank_row_order_does_not_matter() {
             c2.h = pg_perm.iter().flat_map(|&b| c.h[b * c.d..(b + 1) * c.d].to_vec()).collect();
             let permrows = |x: &[f32], perm: &[usize]| -> Vec<f32> { perm.iter().flat_map(|&b| x[b * c.ng..(b + 1) * c.ng].to_vec()).collect() };
             let pr2 = if sims {
-                Prepared { s: vec![], pq: vec![], pg: vec![], s32: pr.s32.clone(), pq32: permrows(&pr.pq32, &pq_perm), pg32: permrows(&pr.pg32, &pg_perm) }
+                Prepared { s: vec![], pq: vec![], pg: vec![], s32: pr.s32.clone(), pq32: permrows(&pr.pq32, &pq_perm), pg32: permrows(&pr.pg32, &pg_perm), ph: vec![], ph32: vec![] }
             } else {
-                Prepared { s: vec![], pq: vec![], pg: vec![], s32: vec![], pq32: vec![], pg32: vec![] }
+                Prepared { s: vec![], pq: vec![], pg: vec![], s32: vec![], pq32: vec![], pg32: vec![], ph: vec![], ph32: vec![] }
             };
-            for method in Method::ALL {
+            // Gallery-dependent methods (the Sinkhorn ones): see sn_permutations_* below.
+            for method in Method::ALL.into_iter().filter(|m| !m.info().gallery_dependent) {
                 for p in configs(method) {
                     let what = format!("{} {p:?} on {} ({mode:?})", method.as_str(), c.name);
                     let (n1, n2) = (fit(method, p, &c, mode, &pr), fit(method, p, &c2, mode, &pr2));
@@ -872,6 +958,8 @@ fn is_dis_dual_is_dual_dis_finite_at_beta_times_s_1e4() {
             s32,
             pq32,
             pg32,
+            ph: vec![],
+            ph32: vec![],
         };
         assert!(max_abs(&pr.s) * 100.0 > 1e3, "β·s must reach the thousands");
         for method in [Method::Is, Method::Dis, Method::DualIs, Method::DualDis] {
@@ -1246,6 +1334,8 @@ struct Inputs {
     s: Vec<f32>,
     pq: Vec<f32>,
     pg: Vec<f32>,
+    /// Query bank × gallery bank (MQ × MG; DualSN in similarity mode).
+    ph: Vec<f32>,
 }
 
 const NQ: usize = 4;
@@ -1258,10 +1348,10 @@ impl Inputs {
     fn new() -> Inputs {
         let c = Case::new(21, NQ, NG, MQ, MG, D);
         let pr = prepare(&c, Mode::Sims);
-        Inputs { q: c.q, g: c.g, r: c.r, h: c.h, s: pr.s32, pq: pr.pq32, pg: pr.pg32 }
+        Inputs { q: c.q, g: c.g, r: c.r, h: c.h, s: pr.s32, pq: pr.pq32, pg: pr.pg32, ph: pr.ph32 }
     }
     fn all(&self) -> Vec<Vec<u32>> {
-        [&self.q, &self.g, &self.r, &self.h, &self.s, &self.pq, &self.pg].iter().map(|v| bits(v)).collect()
+        [&self.q, &self.g, &self.r, &self.h, &self.s, &self.pq, &self.pg, &self.ph].iter().map(|v| bits(v)).collect()
     }
 }
 
@@ -1350,7 +1440,7 @@ fn errors_bad_beta_and_k() {
     let fit_both = |m: Method, p: Params| -> Vec<dbnorm::Result<Normalizer>> {
         vec![
             Normalizer::fit_embeddings(m, p, Metric::Cosine, mat(&x.g, NG, D), Some(mat(&x.r, MQ, D)), Some(mat(&x.h, MG, D)), &c),
-            Normalizer::fit_similarities(m, p, Some(mat(&x.pq, MQ, NG)), Some(mat(&x.pg, MG, NG)), None, &c),
+            Normalizer::fit_similarities_with(m, p, Some(mat(&x.pq, MQ, NG)), Some(mat(&x.pg, MG, NG)), Some(mat(&x.ph, MQ, MG)), None, &c),
         ]
     };
     for bad in [0.0, -1.0, -0.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
@@ -1416,7 +1506,7 @@ fn errors_non_finite_inputs() {
                 let before = x.all();
                 let what = format!("{w}: {bad} in input #{which}");
                 let fe = || Normalizer::fit_embeddings(m, p, Metric::Cosine, mat(&x.g, NG, D), Some(mat(&x.r, MQ, D)), Some(mat(&x.h, MG, D)), &c);
-                let fs = || Normalizer::fit_similarities(m, p, Some(mat(&x.pq, MQ, NG)), Some(mat(&x.pg, MG, NG)), None, &c);
+                let fs = || Normalizer::fit_similarities_with(m, p, Some(mat(&x.pq, MQ, NG)), Some(mat(&x.pg, MG, NG)), Some(mat(&x.ph, MQ, MG)), None, &c);
                 match which {
                     0 => expect_code(fe(), ErrorCode::NonFinite, &what),
                     1 if m.needs_query_bank() => expect_code(fe(), ErrorCode::NonFinite, &what),

@@ -46,6 +46,7 @@ interface EvalFlags {
   galleryBankSims?: string;
   v2tQueryBankSims?: string;
   v2tGalleryBankSims?: string;
+  queryBankGalleryBankSims?: string;
   captionsPerItem?: number;
   gt?: string;
   direction: Direction | 'both';
@@ -81,6 +82,7 @@ const FILE_FLAGS = {
   galleryBankSims: '--gallery-bank-sims',
   v2tQueryBankSims: '--v2t-query-bank-sims',
   v2tGalleryBankSims: '--v2t-gallery-bank-sims',
+  queryBankGalleryBankSims: '--query-bank-gallery-bank-sims',
 } as const;
 type FileKey = keyof typeof FILE_FLAGS;
 
@@ -108,6 +110,7 @@ export function registerEval(program: Command): void {
     .option('--gallery-bank-sims <file>', 'similarity mode: gallery bank × gallery, m_g × n_g')
     .option('--v2t-query-bank-sims <file>', 'similarity mode, v2t: gallery-modality bank × test queries, m_g × n_q')
     .option('--v2t-gallery-bank-sims <file>', 'similarity mode, v2t: query-modality bank × test queries, m_q × n_q')
+    .option('--query-bank-gallery-bank-sims <file>', 'similarity mode, dual-sn: query bank × gallery bank, m_q × m_g (v2t uses its transpose)')
     .addOption(new Option('--captions-per-item <c>', 'ground truth: query i belongs to item ⌊i/c⌋').argParser(intOption).conflicts('gt'))
     .option('--gt <file>', 'ground truth: JSON array, entry i = the positive gallery index (or an array of them) of query i')
     .addOption(new Option('--direction <dir>', 'direction(s) to evaluate').choices(['t2v', 'v2t', 'both']).default('t2v'))
@@ -156,8 +159,11 @@ function parseMethods(o: EvalFlags): Method[] {
 }
 
 /** The bank files that play the query-bank and gallery-bank roles when normalising `dir`. */
-function bankKeys(mode: Plan['mode'], dir: Direction): { query: FileKey; gallery: FileKey } {
+function bankKeys(mode: Plan['mode'], dir: Direction, method?: Method): { query: FileKey; gallery: FileKey } {
   if (mode === 'embeddings') return dir === 't2v' ? { query: 'queryBank', gallery: 'galleryBank' } : { query: 'galleryBank', gallery: 'queryBank' };
+  // dual-sn's gallery bank enters as the query bank × gallery bank matrix (transposed for v2t)
+  const cross = method !== undefined && methodInfo(method)!.crossBankSims;
+  if (cross) return { query: dir === 't2v' ? 'queryBankSims' : 'v2tQueryBankSims', gallery: 'queryBankGalleryBankSims' };
   return dir === 't2v' ? { query: 'queryBankSims', gallery: 'galleryBankSims' } : { query: 'v2tQueryBankSims', gallery: 'v2tGalleryBankSims' };
 }
 
@@ -171,12 +177,18 @@ const BANK_HELP: Record<FileKey, string> = {
   galleryBankSims: 'gallery bank × test gallery similarities, m_g × n_g',
   v2tQueryBankSims: 'gallery-modality bank × test queries, m_g × n_q',
   v2tGalleryBankSims: 'query-modality bank × test queries, m_q × n_q',
+  queryBankGalleryBankSims: 'query bank × gallery bank similarities, m_q × m_g',
 };
 
 function plan(o: EvalFlags): Plan {
   const emb = o.queries !== undefined || o.gallery !== undefined || o.queryBank !== undefined || o.galleryBank !== undefined || o.metric !== undefined;
   const sim =
-    o.sims !== undefined || o.queryBankSims !== undefined || o.galleryBankSims !== undefined || o.v2tQueryBankSims !== undefined || o.v2tGalleryBankSims !== undefined;
+    o.sims !== undefined ||
+    o.queryBankSims !== undefined ||
+    o.galleryBankSims !== undefined ||
+    o.v2tQueryBankSims !== undefined ||
+    o.v2tGalleryBankSims !== undefined ||
+    o.queryBankGalleryBankSims !== undefined;
   if (emb && sim) {
     throw new UsageError('embeddings flags (--queries, --gallery, --query-bank, --gallery-bank, --metric) and similarity flags (--sims, --*-sims) cannot be mixed');
   }
@@ -208,8 +220,8 @@ function plan(o: EvalFlags): Plan {
 
   // banks per direction (docs/methods.md §5: for v2t the banks swap roles)
   for (const dir of directions) {
-    const keys = bankKeys(mode, dir);
     for (const method of methods) {
+      const keys = bankKeys(mode, dir, method);
       for (const role of ['query', 'gallery'] as const) {
         const key = keys[role];
         if ((role === 'query' ? methodInfo(method)!.queryBank : methodInfo(method)!.galleryBank) && o[key] === undefined) {
@@ -283,6 +295,14 @@ function checkShapes(p: Plan, m: Loaded): { nq: number; ng: number } {
     const b = m[key];
     if (b && b.cols !== cols) throw shapeError(`${FILE_FLAGS[key]} ${dims(key)} must have one column per ${what.slice(0, -1)}: --sims ${dims('sims')} has ${cols} ${what}`);
     if (b && b.rows === 0) throw shapeError(`${FILE_FLAGS[key]} ${dims(key)} has no rows`);
+  }
+  const h = m.queryBankGalleryBankSims;
+  if (h) {
+    if (h.rows === 0 || h.cols === 0) throw shapeError(`--query-bank-gallery-bank-sims ${dims('queryBankGalleryBankSims')} is empty`);
+    const q = m.queryBankSims;
+    if (q && q.rows !== h.rows) throw shapeError(`--query-bank-gallery-bank-sims ${dims('queryBankGalleryBankSims')} must have one row per query-bank row: --query-bank-sims ${dims('queryBankSims')} has ${q.rows}`);
+    const v = m.v2tQueryBankSims;
+    if (v && v.rows !== h.cols) throw shapeError(`--query-bank-gallery-bank-sims ${dims('queryBankGalleryBankSims')} must have one column per gallery-bank row: --v2t-query-bank-sims ${dims('v2tQueryBankSims')} has ${v.rows}`);
   }
   return { nq: s.rows, ng: s.cols };
 }
@@ -442,13 +462,17 @@ async function runEval(o: EvalFlags): Promise<void> {
   const rows: ResultRow[] = [];
   const occurrences: Uint32Array[] = [];
   let simsT: Matrix | undefined;
+  let crossT: Matrix | undefined;
   try {
     for (const [index, { dir, method }] of tasks.entries()) {
       const label = `${dir} ${method}`;
       const resolved = p.resolved.get(method)!;
-      const bk = bankKeys(p.mode, dir);
+      const bk = bankKeys(p.mode, dir, method);
+      const cross = p.mode === 'similarities' && methodInfo(method)!.crossBankSims;
       const qb = methodInfo(method)!.queryBank ? m[bk.query] : undefined;
-      const gb = methodInfo(method)!.galleryBank ? m[bk.gallery] : undefined;
+      const gb = methodInfo(method)!.galleryBank && !cross ? m[bk.gallery] : undefined;
+      // dual-sn: query bank × gallery bank; for v2t the banks swap roles, so the matrix is transposed
+      const hb = cross ? (dir === 't2v' ? m.queryBankGalleryBankSims : (crossT ??= transpose(m.queryBankGalleryBankSims!))) : undefined;
       // rows of the evaluated matrix: queries for t2v, gallery items for v2t (normalised on Sᵀ)
       let input: Matrix;
       let cols: number;
@@ -476,7 +500,7 @@ async function runEval(o: EvalFlags): Promise<void> {
         norm =
           p.mode === 'embeddings'
             ? await Normalizer.fit({ gallery: dir === 't2v' ? m.gallery! : m.queries!, queryBank: qb, galleryBank: gb, metric }, { ...opts, onProgress: onFit })
-            : await Normalizer.fitSimilarities({ queryBankSims: qb, galleryBankSims: gb, galleryCount: cols }, { ...opts, onProgress: onFit });
+            : await Normalizer.fitSimilarities({ queryBankSims: qb, galleryBankSims: gb, queryBankGalleryBankSims: hb, galleryCount: cols }, { ...opts, onProgress: onFit });
         top = await norm.search(input, { k, onProgress: onSearch });
         seconds = (performance.now() - t0) / 1000;
       } catch (e) {

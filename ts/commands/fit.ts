@@ -25,6 +25,7 @@ interface FitFlags {
   shard?: unknown;
   queryBankSims?: string;
   galleryBankSims?: string;
+  queryBankGalleryBankSims?: string;
   galleryCount?: number;
   out?: string;
   threads?: number;
@@ -59,6 +60,7 @@ export function registerFit(program: Command): void {
     .addOption(new Option('--metric <metric>', 'similarity (default cosine)').choices(['cosine', 'dot']))
     .option('--query-bank-sims <file>', 'similarity mode: query bank × gallery, m_q × n_g')
     .option('--gallery-bank-sims <file>', 'similarity mode: gallery bank × gallery, m_g × n_g')
+    .option('--query-bank-gallery-bank-sims <file>', 'similarity mode, dual-sn: query bank × gallery bank, m_q × m_g')
     .option('--gallery-count <n>', 'similarity mode: gallery size when no matrix is given (method none)', intOption)
     .option('--shard <spec>', 'fit one shard: gallery=i/n,bank=j/m (0-based, even split); merge the parts with dbnorm merge', parseShard)
     .option('--method <method>', `method (${METHODS.join(', ')})`);
@@ -68,7 +70,7 @@ export function registerFit(program: Command): void {
     .option('--threads <n>', 'worker threads (default: all cores)', intOption)
     .action(async (o: FitFlags) => {
       // Shards and similarity-mode fits read row/column slices of the files (ts/commands/shard.ts).
-      if (o.shard !== undefined || o.queryBankSims !== undefined || o.galleryBankSims !== undefined || o.galleryCount !== undefined) {
+      if (o.shard !== undefined || o.queryBankSims !== undefined || o.galleryBankSims !== undefined || o.queryBankGalleryBankSims !== undefined || o.galleryCount !== undefined) {
         if (o.method === undefined) throw new UsageError(`--method is required (one of ${METHODS.join(', ')})`);
         if (o.out === undefined) throw new UsageError('--out is required (the .dbn file to write)');
         applyThreads(o.threads);

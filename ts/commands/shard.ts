@@ -31,6 +31,7 @@ interface FitFlags {
   metric?: Metric;
   queryBankSims?: string;
   galleryBankSims?: string;
+  queryBankGalleryBankSims?: string;
   galleryCount?: number;
   method: string;
   out: string;
@@ -146,7 +147,7 @@ export async function runShardedFit(o: FitFlags): Promise<void> {
   if (!METHODS.includes(o.method as Method)) throw new UsageError(`unknown method '${o.method}' (expected one of ${METHODS.join(', ')})`);
   const method = o.method as Method;
   const emb = o.gallery !== undefined || o.queryBank !== undefined || o.galleryBank !== undefined || o.metric !== undefined;
-  const sim = o.queryBankSims !== undefined || o.galleryBankSims !== undefined || o.galleryCount !== undefined;
+  const sim = o.queryBankSims !== undefined || o.galleryBankSims !== undefined || o.queryBankGalleryBankSims !== undefined || o.galleryCount !== undefined;
   if (emb && sim) throw new UsageError('embeddings flags (--gallery, --query-bank, --gallery-bank, --metric) and similarity flags (--*-sims, --gallery-count) cannot be mixed');
   if (!emb && !sim) throw new UsageError('give --gallery (embeddings mode) or --query-bank-sims / --gallery-bank-sims (similarity mode)');
   if (emb && o.gallery === undefined) throw new UsageError('embeddings mode needs --gallery');
@@ -156,6 +157,7 @@ export async function runShardedFit(o: FitFlags): Promise<void> {
     ['--gallery-bank', 'galleryBank'],
     ['--query-bank-sims', 'queryBankSims'],
     ['--gallery-bank-sims', 'galleryBankSims'],
+    ['--query-bank-gallery-bank-sims', 'queryBankGalleryBankSims'],
   ] as const) {
     mustExist(flag, o[key]);
   }
@@ -201,7 +203,13 @@ export async function runShardedFit(o: FitFlags): Promise<void> {
     };
     const q = await bank(o.queryBankSims);
     const b = await bank(o.galleryBankSims);
-    const data = { queryBankSims: q?.m, galleryBankSims: b?.m, galleryCount: gr.count };
+    // dual-sn: query bank × gallery bank, the same query-bank rows as --query-bank-sims, every column
+    let h: Matrix | undefined;
+    if (o.queryBankGalleryBankSims !== undefined) {
+      const r = evenSplit(bi, bn, await npyRows(o.queryBankGalleryBankSims));
+      h = await npySlice(o.queryBankGalleryBankSims, r.start, r.count);
+    }
+    const data = { queryBankSims: q?.m, galleryBankSims: b?.m, queryBankGalleryBankSims: h, galleryCount: gr.count };
     if (sh) {
       const shard = { gallery: [gr.start, gr.total] as const, ...(q ? { queryBank: [q.r.start, q.r.total] as const } : {}), ...(b ? { galleryBank: [b.r.start, b.r.total] as const } : {}) };
       result = await Normalizer.fitSimilarities(data, { ...params, shard });

@@ -10,6 +10,7 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 
 import { UsageError } from '../cli.js';
 import { METHODS, type Method } from '../normalizer.js';
+import { methodInfo } from '../methods.js';
 import { readNpy } from '../npy.js';
 import type { Metric } from '../similarity.js';
 import { type TunePairs, tune, tuneFlags } from '../tune.js';
@@ -50,7 +51,7 @@ export function registerTune(program: Command): void {
     .requiredOption('--query-bank <file>', 'query-modality bank, m_q × d (.npy), e.g. training captions')
     .requiredOption('--gallery-bank <file>', 'gallery-modality bank, m_g × d (.npy), the items the query-bank rows describe')
     .option('--captions-per-item <c>', 'query-bank row i describes gallery-bank row ⌊i/c⌋ (default 1: paired row by row)', intOption)
-    .option('--methods <list>', `comma-separated methods (default: ${METHODS.filter((m) => m !== 'none').join(',')})`)
+    .option('--methods <list>', `comma-separated methods (default: ${METHODS.filter((m) => m !== 'none' && methodInfo(m)!.tunable).join(',')})`)
     .option('--metric <m>', "objective: R@K, mAP, MRR or rsum", 'R@1')
     .option('--folds <n>', 'cross-validation folds', intOption, 3)
     .option('--holdout <n>', 'held-out items per fold (lowered to fit --max-block-mb)', intOption, 1000)

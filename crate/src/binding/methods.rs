@@ -34,6 +34,10 @@ pub struct NativeMethodInfo {
     pub bias_reducible: bool,
     pub augmented_columns: u32,
     pub persist_code: u32,
+    /// Similarity mode: needs the query bank × gallery bank matrix instead of galleryBankSims (DBSN).
+    pub cross_bank_sims: bool,
+    /// Whether `tune` can search its parameters.
+    pub tunable: bool,
 }
 
 /// The registry: every method (table order) and every parameter.
@@ -58,6 +62,8 @@ pub fn method_table() -> NativeMethodTable {
                 bias_reducible: m.bias_reducible,
                 augmented_columns: m.augmented_columns() as u32,
                 persist_code: m.persist_code as u32,
+                cross_bank_sims: m.cross_bank_sims,
+                tunable: crate::methods::Method::parse(m.id).is_ok_and(crate::tune::tunable),
             })
             .collect(),
         params: PARAMS

@@ -171,38 +171,32 @@ pub fn similarity(a: Float32Array, a_rows: u32, b: Float32Array, b_rows: u32, di
 // ---------------------------------------------------------------------------------------------
 // normaliser
 
-/// Every method parameter, explicit (the TS facade applies defaults).
+/// A method and its parameters by name (the names of `crate::methods::PARAMS`; the TS facade
+/// applies the table's defaults and passes every parameter). Generic so that a parameter added to
+/// the table needs no binding code.
 #[napi(object)]
 #[derive(Clone)]
 pub struct NativeParams {
     pub method: String,
-    pub beta_query: f64,
-    pub beta_gallery: f64,
-    pub k: u32,
-    pub csls_k: u32,
-    pub nnn_k: u32,
-    pub nnn_alpha: f64,
-    /// The parameters beyond the first six, by their `PARAMS` name (`lambda`, `rateGallery`, ...);
-    /// missing ones take their table default.
-    pub extra: Option<std::collections::HashMap<String, f64>>,
+    /// Parameter values by TS-facing name (`betaQuery`, `cslsK`, ...). A missing name takes the
+    /// table default; an unknown name or an out-of-range value is `ERR_PARAM`.
+    pub values: std::collections::HashMap<String, f64>,
 }
 
 fn parse_params(p: &NativeParams) -> crate::Result<(Method, Params)> {
-    let mut out = Params { beta_query: p.beta_query, beta_gallery: p.beta_gallery, k: p.k as usize, csls_k: p.csls_k as usize, nnn_k: p.nnn_k as usize, nnn_alpha: p.nnn_alpha, ..Params::default() };
-    for (name, &v) in p.extra.iter().flatten() {
-        let spec = crate::methods::param_spec(name).filter(|s| !V1_PARAMS.contains(&s.name)).ok_or_else(|| DbError::param(format!("unknown parameter '{name}'")))?;
+    let method = Method::parse(&p.method)?;
+    let mut params = Params::default();
+    for (name, &v) in &p.values {
+        let spec = crate::methods::param_spec(name).ok_or_else(|| DbError::param(format!("unknown parameter '{name}'")))?;
         spec.check(v)?;
-        spec.set(&mut out, v);
+        spec.set(&mut params, v);
     }
-    Ok((Method::parse(&p.method)?, out))
+    Ok((method, params))
 }
 
-/// The parameters with their own [`NativeParams`] fields.
-const V1_PARAMS: [&str; 6] = ["betaQuery", "betaGallery", "k", "cslsK", "nnnK", "nnnAlpha"];
-
-/// Every parameter beyond [`V1_PARAMS`] with its value in `p` (the `extra` of [`NativeParams`]).
-pub(crate) fn extra_params(p: &Params) -> Option<std::collections::HashMap<String, f64>> {
-    Some(crate::methods::PARAMS.iter().filter(|s| !V1_PARAMS.contains(&s.name)).map(|s| (s.name.to_string(), s.get(p))).collect())
+/// The [`NativeParams`] of a fitted method: every parameter of the table by name.
+pub(crate) fn params_out(method: Method, p: &Params) -> NativeParams {
+    NativeParams { method: method.as_str().to_string(), values: crate::methods::PARAMS.iter().map(|s| (s.name.to_string(), s.get(p))).collect() }
 }
 
 /// A row-major f32 matrix handed over from JS.
@@ -231,6 +225,8 @@ pub struct NativeFitInput {
     pub query_bank_sims: Option<NativeMatrix>,
     pub gallery_bank_sims: Option<NativeMatrix>,
     pub gallery_count: Option<u32>,
+    /// Similarity mode: query bank × gallery bank (m_q × m_g, cross-modal; DBSN).
+    pub query_bank_gallery_bank_sims: Option<NativeMatrix>,
 }
 
 fn opt_view<'a>(m: &'a Option<NativeMatrix>, name: &str) -> crate::Result<Option<MatRef<'a>>> {
@@ -281,7 +277,10 @@ fn fit_impl(input: &NativeFitInput, params: &NativeParams, ctl: &Control) -> cra
     let (method, p) = parse_params(params)?;
     match fit_source(input)? {
         FitSource::Embeddings { metric, gallery, query_bank, gallery_bank } => Normalizer::fit_embeddings(method, p, metric, gallery, query_bank, gallery_bank, ctl),
-        FitSource::Similarities { query_bank_sims, gallery_bank_sims, gallery_count } => Normalizer::fit_similarities(method, p, query_bank_sims, gallery_bank_sims, gallery_count, ctl),
+        FitSource::Similarities { query_bank_sims, gallery_bank_sims, gallery_count } => {
+            let cross = opt_view(&input.query_bank_gallery_bank_sims, "queryBankGalleryBankSims")?;
+            Normalizer::fit_similarities_with(method, p, query_bank_sims, gallery_bank_sims, cross, gallery_count, ctl)
+        }
     }
 }
 

@@ -59,16 +59,6 @@ impl NativeNormalizer {
     #[napi]
     pub fn fitted_params(&self) -> NativeParams {
         let inner = self.snapshot();
-        let p = &inner.params;
-        NativeParams {
-            method: inner.method.as_str().to_string(),
-            beta_query: p.beta_query,
-            beta_gallery: p.beta_gallery,
-            k: u32::try_from(p.k).unwrap_or(u32::MAX),
-            csls_k: u32::try_from(p.csls_k).unwrap_or(u32::MAX),
-            nnn_k: u32::try_from(p.nnn_k).unwrap_or(u32::MAX),
-            nnn_alpha: p.nnn_alpha,
-            extra: super::extra_params(p),
-        }
+        super::params_out(inner.method, &inner.params)
     }
 }

@@ -137,17 +137,7 @@ impl NativePartial {
 
     #[napi]
     pub fn fitted_params(&self) -> NativeParams {
-        let p = &self.inner.params;
-        NativeParams {
-            method: self.inner.method.as_str().to_string(),
-            beta_query: p.beta_query,
-            beta_gallery: p.beta_gallery,
-            k: u32::try_from(p.k).unwrap_or(u32::MAX),
-            csls_k: u32::try_from(p.csls_k).unwrap_or(u32::MAX),
-            nnn_k: u32::try_from(p.nnn_k).unwrap_or(u32::MAX),
-            nnn_alpha: p.nnn_alpha,
-            extra: super::extra_params(p),
-        }
+        super::params_out(self.inner.method, &self.inner.params)
     }
 
     #[napi]

@@ -72,7 +72,10 @@ pub fn retrieval_metrics_normalized(
             input.check_finite("queries")?;
             let pos = Positives::resolve(gt, input.rows, norm.n_gallery, Direction::T2v)?;
             let q = prepare(input, metric, "queries")?;
-            rank_embeddings(norm.scorer(), &q, input.rows, &norm.gallery, norm.n_gallery, dim, &pos, opts, ctl)?
+            {
+                norm.check_sources()?;
+                rank_embeddings(norm.scorer(), &q, input.rows, norm.gallery_view(dim), norm.n_gallery, dim, &pos, opts, ctl)?
+            }
         }
         Mode::Similarities => rank_similarities(norm, input, gt, opts, ctl)?,
     };
@@ -94,7 +97,7 @@ fn rank_embeddings(
     sc: &Scorer,
     q: &[f32],
     nq: usize,
-    gallery: &[f32],
+    gallery: crate::gallery::GalleryView<'_>,
     ng: usize,
     dim: usize,
     pos: &Positives<'_>,
@@ -118,12 +121,13 @@ fn rank_embeddings(
                 let tm = r_out.len();
                 let a = &q[i0 * dim..(i0 + tm) * dim];
                 let mut buf = vec![0f32; tm * TILE_COLS.min(ng.max(1))];
-                let tile = |jb: usize, buf: &mut Vec<f32>| -> usize {
+                let mut gbuf = Vec::new();
+                let mut tile = |jb: usize, buf: &mut Vec<f32>| -> Result<usize> {
                     let j0 = jb * TILE_COLS;
                     let tn = (ng - j0).min(TILE_COLS);
                     buf.resize(tm * tn, 0.0);
-                    dot_rows(a, tm, &gallery[j0 * dim..(j0 + tn) * dim], tn, dim, buf, tn);
-                    tn
+                    dot_rows(a, tm, gallery.rows(j0, tn, &mut gbuf)?, tn, dim, buf, tn);
+                    Ok(tn)
                 };
                 let mut ctx: Vec<RowCtx> = (0..tm)
                     .map(|r| {
@@ -153,7 +157,7 @@ fn rank_embeddings(
                     if !needs_ctx && !ctx.iter().any(has_pos) {
                         continue;
                     }
-                    let tn = tile(jb, &mut buf);
+                    let tn = tile(jb, &mut buf)?;
                     for (r, c) in ctx.iter_mut().enumerate() {
                         let row = &buf[r * tn..(r + 1) * tn];
                         if needs_ctx {
@@ -223,7 +227,7 @@ fn rank_embeddings(
                         ctl.check()?;
                     }
                     let j0 = jb * TILE_COLS;
-                    let tn = tile(jb, &mut buf);
+                    let tn = tile(jb, &mut buf)?;
                     for (r, l) in lv.iter_mut().enumerate() {
                         let Some(l) = l.as_mut() else { continue };
                         normed.clear();

@@ -77,6 +77,51 @@ fn sum_exp_shifted_body(xs: &[f32], beta: f64, shift: f64) -> f64 {
     ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
 }
 
+/// The AVX-512 bodies' 8-lane `e^x` (x ≤ 0; lanes below the cut-off give 0). Inlined into callers
+/// compiled with AVX-512 F/DQ/VL + FMA.
+///
+/// # Safety
+/// Only call from a function compiled with (and running on a CPU with) AVX-512 F/DQ/VL and FMA.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn exp8(x: std::arch::x86_64::__m512d) -> std::arch::x86_64::__m512d {
+    use std::arch::x86_64::*;
+    let keep = _mm512_cmp_pd_mask::<_CMP_GE_OQ>(x, _mm512_set1_pd(UNDERFLOW));
+    let xc = _mm512_max_pd(x, _mm512_set1_pd(UNDERFLOW));
+    let t = _mm512_fmadd_pd(xc, _mm512_set1_pd(LOG2E), _mm512_set1_pd(ROUND_MAGIC));
+    let n = _mm512_sub_pd(t, _mm512_set1_pd(ROUND_MAGIC));
+    let r = _mm512_fnmadd_pd(n, _mm512_set1_pd(LN2_HI), xc);
+    let r = _mm512_fnmadd_pd(n, _mm512_set1_pd(LN2_LO), r);
+    let mut p = _mm512_set1_pd(1.0 / 6227020800.0);
+    for c in [1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(c));
+    }
+    let bits = _mm512_slli_epi64::<52>(_mm512_add_epi64(_mm512_castpd_si512(t), _mm512_set1_epi64(1023)));
+    _mm512_maskz_mul_pd(keep, p, _mm512_castsi512_pd(bits))
+}
+
+/// The AVX2 bodies' 4-lane `e^x`: per lane the same operation sequence as [`exp8`].
+///
+/// # Safety
+/// Only call from a function compiled with (and running on a CPU with) AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn exp4(x: std::arch::x86_64::__m256d) -> std::arch::x86_64::__m256d {
+    use std::arch::x86_64::*;
+    let keep = _mm256_cmp_pd::<_CMP_GE_OQ>(x, _mm256_set1_pd(UNDERFLOW));
+    let xc = _mm256_max_pd(x, _mm256_set1_pd(UNDERFLOW));
+    let t = _mm256_fmadd_pd(xc, _mm256_set1_pd(LOG2E), _mm256_set1_pd(ROUND_MAGIC));
+    let n = _mm256_sub_pd(t, _mm256_set1_pd(ROUND_MAGIC));
+    let r = _mm256_fnmadd_pd(n, _mm256_set1_pd(LN2_HI), xc);
+    let r = _mm256_fnmadd_pd(n, _mm256_set1_pd(LN2_LO), r);
+    let mut p = _mm256_set1_pd(1.0 / 6227020800.0);
+    for c in [1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(c));
+    }
+    let bits = _mm256_slli_epi64::<52>(_mm256_add_epi64(_mm256_castpd_si256(t), _mm256_set1_epi64x(1023)));
+    _mm256_and_pd(keep, _mm256_mul_pd(p, _mm256_castsi256_pd(bits)))
+}
+
 /// Explicit AVX-512 body of the exp-sum (fused multiply-adds in the reduction and polynomial; the
 /// same 8-lane assignment, tail handling and reduction tree as the portable body). Auto-vectorising
 /// the fused form only reached 128-bit lanes, so it is written out.
@@ -87,21 +132,6 @@ fn sum_exp_shifted_body(xs: &[f32], beta: f64, shift: f64) -> f64 {
 #[target_feature(enable = "avx512f,avx512dq,avx512vl,fma")]
 unsafe fn sum_exp_shifted_avx512(xs: &[f32], beta: f64, shift: f64) -> f64 {
     use std::arch::x86_64::*;
-    #[inline(always)]
-    unsafe fn exp8(x: __m512d) -> __m512d {
-        let keep = _mm512_cmp_pd_mask::<_CMP_GE_OQ>(x, _mm512_set1_pd(UNDERFLOW));
-        let xc = _mm512_max_pd(x, _mm512_set1_pd(UNDERFLOW));
-        let t = _mm512_fmadd_pd(xc, _mm512_set1_pd(LOG2E), _mm512_set1_pd(ROUND_MAGIC));
-        let n = _mm512_sub_pd(t, _mm512_set1_pd(ROUND_MAGIC));
-        let r = _mm512_fnmadd_pd(n, _mm512_set1_pd(LN2_HI), xc);
-        let r = _mm512_fnmadd_pd(n, _mm512_set1_pd(LN2_LO), r);
-        let mut p = _mm512_set1_pd(1.0 / 6227020800.0);
-        for c in [1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
-            p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(c));
-        }
-        let bits = _mm512_slli_epi64::<52>(_mm512_add_epi64(_mm512_castpd_si512(t), _mm512_set1_epi64(1023)));
-        _mm512_maskz_mul_pd(keep, p, _mm512_castsi512_pd(bits))
-    }
     let (vb, vs) = (_mm512_set1_pd(beta), _mm512_set1_pd(shift));
     let mut acc = _mm512_setzero_pd();
     let mut chunks = xs.chunks_exact(LANES);
@@ -133,21 +163,6 @@ unsafe fn sum_exp_shifted_avx512(xs: &[f32], beta: f64, shift: f64) -> f64 {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn sum_exp_shifted_avx2(xs: &[f32], beta: f64, shift: f64) -> f64 {
     use std::arch::x86_64::*;
-    #[inline(always)]
-    unsafe fn exp4(x: __m256d) -> __m256d {
-        let keep = _mm256_cmp_pd::<_CMP_GE_OQ>(x, _mm256_set1_pd(UNDERFLOW));
-        let xc = _mm256_max_pd(x, _mm256_set1_pd(UNDERFLOW));
-        let t = _mm256_fmadd_pd(xc, _mm256_set1_pd(LOG2E), _mm256_set1_pd(ROUND_MAGIC));
-        let n = _mm256_sub_pd(t, _mm256_set1_pd(ROUND_MAGIC));
-        let r = _mm256_fnmadd_pd(n, _mm256_set1_pd(LN2_HI), xc);
-        let r = _mm256_fnmadd_pd(n, _mm256_set1_pd(LN2_LO), r);
-        let mut p = _mm256_set1_pd(1.0 / 6227020800.0);
-        for c in [1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
-            p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(c));
-        }
-        let bits = _mm256_slli_epi64::<52>(_mm256_add_epi64(_mm256_castpd_si256(t), _mm256_set1_epi64x(1023)));
-        _mm256_and_pd(keep, _mm256_mul_pd(p, _mm256_castsi256_pd(bits)))
-    }
     let (vb, vs) = (_mm256_set1_pd(beta), _mm256_set1_pd(shift));
     let (mut lo, mut hi) = (_mm256_setzero_pd(), _mm256_setzero_pd());
     let mut chunks = xs.chunks_exact(LANES);
@@ -275,6 +290,83 @@ impl Variant {
 #[inline]
 pub fn add_exp_shifted(xs: &[f32], beta: f64, shifts: &[f64], acc: &mut [f64]) {
     Variant::detect().add_exp_shifted(xs, beta, shifts, acc)
+}
+
+/// Explicit AVX-512 column-wise exp-sum over a row-major block: per group of 8 columns the
+/// accumulators stay in one register while the rows stream past (rows in order, so each column's
+/// sum is the same sequence of additions as repeated [`add_exp_shifted`] calls).
+///
+/// # Safety
+/// The CPU must support AVX-512 F/DQ/VL and FMA; `xs` must hold `rows` rows of stride `stride ≥
+/// acc.len()` (the last row needs only `acc.len()` elements), `shifts.len() ≥ acc.len()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl,fma")]
+unsafe fn add_exp_rows_avx512(xs: &[f32], rows: usize, stride: usize, beta: f64, shifts: &[f64], acc: &mut [f64]) {
+    use std::arch::x86_64::*;
+    let vb = _mm512_set1_pd(beta);
+    let cols = acc.len();
+    for c0 in (0..cols).step_by(LANES) {
+        let w = (cols - c0).min(LANES);
+        let m: __mmask8 = ((1u16 << w) - 1) as u8;
+        let vs = _mm512_maskz_loadu_pd(m, shifts.as_ptr().add(c0));
+        let mut a = _mm512_maskz_loadu_pd(m, acc.as_ptr().add(c0));
+        for r in 0..rows {
+            let x = _mm512_sub_pd(_mm512_mul_pd(vb, _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, xs.as_ptr().add(r * stride + c0)))), vs);
+            a = _mm512_add_pd(a, _mm512_maskz_mov_pd(m, exp8(x)));
+        }
+        _mm512_mask_storeu_pd(acc.as_mut_ptr().add(c0), m, a);
+    }
+}
+
+/// Explicit AVX2 + FMA column-wise exp-sum (groups of 4 columns; otherwise as the AVX-512 one).
+///
+/// # Safety
+/// As [`add_exp_rows_avx512`], with AVX2 and FMA instead of AVX-512.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn add_exp_rows_avx2(xs: &[f32], rows: usize, stride: usize, beta: f64, shifts: &[f64], acc: &mut [f64]) {
+    use std::arch::x86_64::*;
+    let vb = _mm256_set1_pd(beta);
+    let cols = acc.len();
+    for c0 in (0..cols).step_by(4) {
+        let w = (cols - c0).min(4) as i32;
+        // lanes past the last column load zeros and are never stored
+        let (m32, m64) = (_mm_setr_epi32(-((w > 0) as i32), -((w > 1) as i32), -((w > 2) as i32), -((w > 3) as i32)), _mm256_setr_epi64x(-((w > 0) as i64), -((w > 1) as i64), -((w > 2) as i64), -((w > 3) as i64)));
+        let vs = _mm256_maskload_pd(shifts.as_ptr().add(c0), m64);
+        let mut a = _mm256_maskload_pd(acc.as_ptr().add(c0), m64);
+        for r in 0..rows {
+            let x = _mm256_sub_pd(_mm256_mul_pd(vb, _mm256_cvtps_pd(_mm_maskload_ps(xs.as_ptr().add(r * stride + c0), m32))), vs);
+            a = _mm256_add_pd(a, exp4(x));
+        }
+        _mm256_maskstore_pd(acc.as_mut_ptr().add(c0), m64, a);
+    }
+}
+
+impl Variant {
+    /// `acc[c] += Σ_{r < rows} exp(β·xs[r·stride + c] − shifts[c])` for every column `c < acc.len()`,
+    /// rows in order (a row-major block folded column-wise), with this variant.
+    ///
+    /// # Panics
+    /// If `stride < acc.len()`, `shifts` is shorter than `acc`, or `xs` is shorter than the rows.
+    pub fn add_exp_shifted_rows(self, xs: &[f32], rows: usize, stride: usize, beta: f64, shifts: &[f64], acc: &mut [f64]) {
+        let cols = acc.len();
+        assert!(stride >= cols && shifts.len() >= cols && (rows == 0 || xs.len() >= (rows - 1) * stride + cols), "add_exp_shifted_rows: slice too short");
+        if cols == 0 {
+            return;
+        }
+        match self.level() {
+            // SAFETY: lengths asserted above; an `Isa` of a level exists only if the CPU reports its features.
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => unsafe { add_exp_rows_avx512(xs, rows, stride, beta, shifts, acc) },
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => unsafe { add_exp_rows_avx2(xs, rows, stride, beta, shifts, acc) },
+            _ => {
+                for r in 0..rows {
+                    add_exp_shifted_body(&xs[r * stride..r * stride + cols], beta, &shifts[..cols], acc);
+                }
+            }
+        }
+    }
 }
 
 /// Scalar reference for [`add_exp_shifted`].
@@ -420,6 +512,37 @@ mod tests {
                 for (g, w) in got.iter().zip(&want) {
                     assert!((g - w).abs() <= 1e-15 * w, "{v:?} len {len}: {g} vs {w}");
                 }
+            }
+        }
+    }
+
+    /// The block form against the per-row scalar reference, every variant, column counts 0..=40
+    /// (every tail of the 8- and 4-lane groups) and a few row counts; the explicit bodies agree bit
+    /// for bit.
+    #[test]
+    fn column_wise_block_variants_match_reference_over_tails() {
+        for cols in 0..=40usize {
+            for &rows in &[0usize, 1, 3, 17] {
+                let stride = cols + (cols % 3);
+                let xs: Vec<f32> = (0..rows * stride).map(|i| ((i * 31 % 19) as f32 - 9.0) / 4.0).collect();
+                let beta = 7.5;
+                let shifts: Vec<f64> = (0..cols).map(|c| (0..rows).map(|r| beta * xs[r * stride + c] as f64).fold(-50.0, f64::max)).collect();
+                let mut want = vec![0.25f64; cols];
+                for r in 0..rows {
+                    add_exp_shifted_reference(&xs[r * stride..r * stride + cols], beta, &shifts, &mut want);
+                }
+                let mut bits = Vec::new();
+                for v in Variant::available() {
+                    let mut got = vec![0.25f64; cols];
+                    v.add_exp_shifted_rows(&xs, rows, stride, beta, &shifts, &mut got);
+                    for (g, w) in got.iter().zip(&want) {
+                        assert!((g - w).abs() <= 1e-14 * w, "{v:?} {rows}x{cols}: {g} vs {w}");
+                    }
+                    if v.level() != Level::Portable {
+                        bits.push(got.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+                    }
+                }
+                assert!(bits.windows(2).all(|w| w[0] == w[1]), "explicit bodies disagree at {rows}x{cols}");
             }
         }
     }

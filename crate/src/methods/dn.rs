@@ -59,7 +59,6 @@ pub const INFO: MethodInfo = MethodInfo {
     scorer: |p, q, _, s, n| scorer(p, q.expect("query bank stats"), s, n),
     embeddings_only: true,
     gallery_transform: Some(transform),
-    check_state: Some(check_state),
     ..MethodInfo::BASE
 };
 
@@ -127,21 +126,22 @@ fn transform(inp: &GalleryInput, state: &mut MethodState, _ctl: &Control) -> Res
     Ok(out)
 }
 
-/// `ERR_FORMAT` unless the state holds both means (`dim` values each) and one shift per item.
-fn check_state(_: &Params, state: &MethodState, n: usize, dim: usize) -> Result<()> {
+/// Whether `state` holds both means (`dim` values each) and one shift per item (`n`): the check for
+/// the framework's `MethodInfo::check_state` (run before a loaded state reaches the scorer).
+pub fn check_state(state: &MethodState, n: usize, dim: usize) -> std::result::Result<(), String> {
     let len = |name| state.get(name).map(|v| v.len());
     if len(MEAN_QUERY) != Some(dim) || len(MEAN_GALLERY) != Some(dim) || len(QUERY_SHIFT) != Some(n) {
-        return Err(Error::format(format!("dn: the normaliser state must hold {MEAN_QUERY} and {MEAN_GALLERY} ({dim} values each) and {QUERY_SHIFT} ({n} values)")));
-    }
-    if state.vectors.iter().flat_map(|(_, v)| v).any(|x| !x.is_finite()) {
-        return Err(Error::format("dn: the normaliser state holds a non-finite value"));
+        return Err(format!("dn: the state must hold {MEAN_QUERY} and {MEAN_GALLERY} ({dim} values each) and {QUERY_SHIFT} ({n} values)"));
     }
     Ok(())
 }
 
 pub fn scorer(p: &Params, q: &BankStats, state: &MethodState, n: usize) -> Scorer {
     let t = q.top_mean.as_ref().expect("top_mean");
-    let c = state.get(QUERY_SHIFT).expect("dnQueryShift (checked by check_state)");
+    // Present with n values whenever the state was fitted here ([`check_state`] guards loaded ones);
+    // never panic on a foreign state: without it the query shift term is taken as 0.
+    let zeros = vec![0.0; n];
+    let c = state.get(QUERY_SHIFT).filter(|c| c.len() == n).unwrap_or(&zeros);
     Scorer {
         scale: 1.0,
         bias: vec![t.iter().zip(c).map(|(t, c)| c + p.nnn_alpha * (t - c)).collect()],
@@ -372,10 +372,10 @@ mod tests {
         let n = fit(Method::Dn, Params::default(), Metric::Cosine, &c);
         let _ = n.add_gallery_embeddings(mat(&c.g[..3 * D], 3), &ctl).unwrap();
         assert_eq!(before, (c.g.clone(), c.r.clone(), c.h.clone()));
-        // a state that does not fit the gallery is refused when the normaliser is rebuilt
+        // the state check
+        assert!(check_state(&n.state, n.n_gallery, D).is_ok());
         let mut st = n.state.clone();
         st.set(QUERY_SHIFT, vec![0.0; 2]);
-        let e = Normalizer::rebuild(Method::Dn, n.params, n.mode.clone(), n.n_gallery, n.gallery.clone(), n.query_bank.clone(), n.gallery_bank.clone(), n.query_stats.clone(), None, st).unwrap_err();
-        assert_eq!(e.code, ErrorCode::Format);
+        assert!(check_state(&st, n.n_gallery, D).is_err());
     }
 }

@@ -14,9 +14,12 @@
 //! | [`invgc`] | both banks | q·g*_j, g* the inverse-graph-convolved gallery |
 
 pub mod scorer;
+pub mod sinkhorn;
 pub mod stats;
 
+use crate::control::Control;
 use crate::error::{Error, Result};
+use crate::matrix::MatRef;
 use scorer::Scorer;
 use stats::{BankStats, StatsRequest};
 
@@ -63,6 +66,8 @@ registry! {
     Nnn => nnn,
     Dn => dn,
     Invgc => invgc,
+    Sn => sn,
+    DualSn => dual_sn,
 }
 
 /// Whether a parameter is an integer (a count, stored as `usize`, at most 2^32 − 1) or a float.
@@ -251,6 +256,39 @@ pub static PARAMS: &[ParamSpec] = &[
         get: |p| p.invgc_variant as f64,
         set: |p, v| p.invgc_variant = v as usize,
     },
+    ParamSpec {
+        name: "tau",
+        kind: ParamKind::Float,
+        default: ParamDefault::CosineOnly(0.01),
+        min: 1.0 / scorer::MAX_PARAM, // β = 1/τ ≤ 1e30: the finite-score contract (methods::scorer)
+        min_inclusive: true,
+        max: scorer::MAX_PARAM,
+        doc: "a temperature: τ of the Sinkhorn methods (divides similarities; 0.01 on cosine as in DBSN)",
+        get: |p| p.tau,
+        set: |p, v| p.tau = v,
+    },
+    ParamSpec {
+        name: "iterations",
+        kind: ParamKind::Int,
+        default: ParamDefault::Always(10.0),
+        min: 0.0,
+        min_inclusive: true,
+        max: 100_000.0,
+        doc: "Sinkhorn iterations T (each streams the bank × gallery similarities twice; 0 = uniform potentials, the raw ranking)",
+        get: |p| p.iterations as f64,
+        set: |p, v| p.iterations = v as usize,
+    },
+    ParamSpec {
+        name: "tol",
+        kind: ParamKind::Float,
+        default: ParamDefault::Always(0.0),
+        min: 0.0,
+        min_inclusive: true,
+        max: scorer::MAX_PARAM,
+        doc: "Sinkhorn early stop: L2 error of the bank marginal below which iterations stop (POT's stopThr; 0 = run all iterations)",
+        get: |p| p.tol,
+        set: |p, v| p.tol = v,
+    },
 ];
 
 /// The spec of the parameter named `name` (TS-facing name).
@@ -292,9 +330,27 @@ pub struct MethodInfo {
     /// Rewrites the prepared gallery rows before the statistics pass (DN's shift, InvGC's inverse
     /// graph convolution); also applied to `addGallery` items. `None`: the gallery is stored as prepared.
     pub gallery_transform: Option<GalleryTransform>,
-    /// Checks a [`MethodState`] (e.g. one read from a file) before a scorer is compiled from it:
-    /// `(params, state, n_gallery, dim)`, `ERR_FORMAT` when it does not fit. `None`: not checked.
-    pub check_state: Option<fn(&Params, &MethodState, usize, usize) -> Result<()>>,
+    /// The method's own fitting step, run after the bank statistics on the whole fit input: returns
+    /// the [`MethodState`] its scorer reads (SN / DBSN: the Sinkhorn potentials). `None`: the state
+    /// stays empty.
+    pub fit_state: Option<FitStateFn>,
+    /// Similarity mode: whether the method needs the query bank × gallery bank matrix P^qh
+    /// (`queryBankGalleryBankSims`, m_q × m_g, cross-modal; DBSN) in place of `galleryBankSims`.
+    pub cross_bank_sims: bool,
+}
+
+/// A method's own fitting step (see [`MethodInfo::fit_state`]): parameters, the fit inputs, the
+/// query-bank and gallery-bank statistics (as requested), and the abort / progress hooks.
+pub type FitStateFn = fn(&Params, &FitInputs, Option<&BankStats>, Option<&BankStats>, &Control) -> Result<MethodState>;
+
+/// The whole input of a fit, as a method's fitting step sees it.
+pub enum FitInputs<'a> {
+    /// Row-major `f32` vectors prepared for the metric (unit rows under cosine): the gallery
+    /// (n_g × dim) and the banks (m_q × dim, m_g × dim; empty when not given or not used).
+    Embeddings { gallery: &'a [f32], query_bank: &'a [f32], gallery_bank: &'a [f32], dim: usize },
+    /// Precomputed matrices (row-major `f32`): query bank × gallery (m_q × n_g), gallery bank ×
+    /// gallery (m_g × n_g), query bank × gallery bank (m_q × m_g), each `None` when not given.
+    Similarities { n_gallery: usize, query_bank_sims: Option<MatRef<'a>>, gallery_bank_sims: Option<MatRef<'a>>, query_gallery_bank_sims: Option<MatRef<'a>> },
 }
 
 /// What a [`GalleryTransform`] sees. Every matrix is row-major `f32`, `dim` wide and prepared for the
@@ -335,7 +391,8 @@ impl MethodInfo {
         embeddings_only: false,
         gallery_dependent: false,
         gallery_transform: None,
-        check_state: None,
+        fit_state: None,
+        cross_bank_sims: false,
     };
 }
 
@@ -444,12 +501,18 @@ pub struct Params {
     pub pool_rate: f64,
     /// InvGC variant: 0 = LocalAdj, 1 = plain.
     pub invgc_variant: usize,
+    /// Sinkhorn temperature τ (SN / DBSN; divides similarities), ≥ 1e-30.
+    pub tau: f64,
+    /// Sinkhorn iterations T ≥ 0 (SN / DBSN).
+    pub iterations: usize,
+    /// Sinkhorn early-stop threshold ≥ 0 on the bank-marginal error (0 = off).
+    pub tol: f64,
 }
 
 impl Default for Params {
     fn default() -> Self {
         // The table's defaults (cosine-only β defaults included: the cosine-embeddings case).
-        let mut p = Params { beta_query: 0.0, beta_gallery: 0.0, k: 0, csls_k: 0, nnn_k: 0, nnn_alpha: 0.0, lambda: 0.0, rate_gallery: 0.0, rate_query: 0.0, pool_rate: 0.0, invgc_variant: 0 };
+        let mut p = Params { beta_query: 0.0, beta_gallery: 0.0, k: 0, csls_k: 0, nnn_k: 0, nnn_alpha: 0.0, tau: 0.0, iterations: 0, tol: 0.0, lambda: 0.0, rate_gallery: 0.0, rate_query: 0.0, pool_rate: 0.0, invgc_variant: 0 };
         for s in PARAMS {
             let (ParamDefault::Always(v) | ParamDefault::CosineOnly(v)) = s.default;
             s.set(&mut p, v);
@@ -488,20 +551,23 @@ mod tests {
             for p in info.params {
                 assert!(param_spec(p).is_some(), "{}: unknown param {p}", info.id);
             }
-            // a method requesting statistics from a bank declares that bank (a bank may also be
-            // declared without statistics: DN's means, InvGC's neighbours)
+            // statistics are requested only from declared banks (a method may use a bank without its
+            // statistics: SN / DBSN stream it in their own fitting step)
             let (rq, rg) = m.requests(&Params::default());
             assert!(!rq.is_some() || info.query_bank, "{}", info.id);
             assert!(!rg.is_some() || info.gallery_bank, "{}", info.id);
-            // β_g is read exactly by the methods normalising over the gallery bank
-            assert_eq!(info.uses("betaGallery"), rg.is_some_and(|r| r.lse_beta.is_some()), "{}", info.id);
+            assert!(rq.is_some() || rg.is_some() || info.fit_state.is_some() || info.gallery_transform.is_some() || !info.query_bank, "{}: a bank nobody reads", info.id);
+            // β_g is read only by methods with a gallery bank; P^qh only by methods with both banks
+            assert!(!info.uses("betaGallery") || info.gallery_bank, "{}", info.id);
+            assert!(!info.cross_bank_sims || (info.query_bank && info.gallery_bank), "{}", info.id);
         }
         // persisted codes of the first format version never change
         let v1: Vec<(&str, u8)> = METHOD_TABLE.iter().map(|i| (i.id, i.persist_code)).collect();
         assert_eq!(v1[..7], [("none", 0), ("is", 1), ("dis", 2), ("dual-is", 3), ("dual-dis", 4), ("csls", 5), ("nnn", 6)]);
-        // codes fixed by issue 13
-        assert_eq!(Method::Dn.info().persist_code, 9);
-        assert_eq!(Method::Invgc.info().persist_code, 10);
+        // issue 13's codes
+        for (id, code) in [("sn", 7), ("dual-sn", 8), ("dn", 9), ("invgc", 10)] {
+            assert_eq!(Method::parse(id).unwrap().info().persist_code, code, "{id}");
+        }
     }
 
     #[test]

@@ -43,6 +43,7 @@ use rayon::prelude::*;
 
 use crate::control::Control;
 use crate::error::{Error, Result};
+use crate::gallery::GalleryView;
 use crate::kernels::dot::dot_rows;
 use crate::kernels::lse::max_f32;
 use crate::kernels::topk::{TopK, TopValues};
@@ -287,6 +288,13 @@ impl Scorer {
     /// Fused top-k search from query embeddings (`nq × dim`, prepared for the metric) against the
     /// prepared gallery (`n_gallery × dim`). Never builds the `nq × n_gallery` matrix.
     pub fn search_embeddings(&self, queries: &[f32], nq: usize, gallery: &[f32], dim: usize, k: usize, ctl: &Control) -> Result<(Vec<u32>, Vec<f32>)> {
+        self.search_embeddings_view(queries, nq, GalleryView::F32 { data: gallery, dim }, k, ctl)
+    }
+
+    /// [`Self::search_embeddings`] over any gallery store (`crate::gallery`): each gallery chunk is read
+    /// through the view (borrowed for an `f32` store, widened or read from the source file otherwise).
+    pub fn search_embeddings_view(&self, queries: &[f32], nq: usize, gallery: GalleryView<'_>, k: usize, ctl: &Control) -> Result<(Vec<u32>, Vec<f32>)> {
+        let dim = gallery.dim();
         let ng = self.n_gallery;
         let qbs = query_block(nq);
         let n_qb = nq.div_ceil(qbs);
@@ -294,13 +302,13 @@ impl Scorer {
         let mut idx = vec![0u32; nq * k];
         let mut sc = vec![0f32; nq * k];
         // One (query block × gallery chunk) tile: raw similarities folded into the rows' states.
-        let tile_into = |b: usize, c: usize, rows: &mut [RowState], tile: &mut Vec<f32>| {
+        let tile_into = |b: usize, c: usize, rows: &mut [RowState], tile: &mut Vec<f32>, gbuf: &mut Vec<f32>| -> Result<()> {
             let q0 = b * qbs;
             let qb = (nq - q0).min(qbs);
             let j0 = c * GALLERY_CHUNK;
             let gc = (ng - j0).min(GALLERY_CHUNK);
             tile.resize(qb * gc, 0.0);
-            let (q, g) = (&queries[q0 * dim..(q0 + qb) * dim], &gallery[j0 * dim..(j0 + gc) * dim]);
+            let (q, g) = (&queries[q0 * dim..(q0 + qb) * dim], gallery.rows(j0, gc, gbuf)?);
             // The one similarity kernel of search, scores and rerank: each element's value depends
             // only on its query and gallery row (not on qb, the tile or the thread count), so a
             // query's results do not depend on the batch it came in. It reads the gallery rows in
@@ -309,6 +317,7 @@ impl Scorer {
             for (r, st) in rows.iter_mut().enumerate() {
                 self.fold(st, &tile[r * gc..(r + 1) * gc], j0);
             }
+            Ok(())
         };
         let rows_of = |b: usize| (nq - b * qbs).min(qbs);
         // Tiles are the same (query block × GALLERY_CHUNK) shapes whichever way the work is spread, and
@@ -321,19 +330,19 @@ impl Scorer {
                 let g1 = (g0 + QUERY_BLOCK_GROUP).min(n_qb);
                 let done: Vec<Vec<RowState>> = (g0..g1)
                     .into_par_iter()
-                    .map(|b| {
+                    .map(|b| -> Result<Vec<RowState>> {
                         let mut rows: Vec<RowState> = (0..rows_of(b)).map(|_| self.new_row(k)).collect();
-                        let mut tile = Vec::new();
+                        let (mut tile, mut gbuf) = (Vec::new(), Vec::new());
                         for c in 0..n_gc {
                             // an abort stops within one tile (the result is then discarded below)
                             if ctl.check().is_err() {
                                 break;
                             }
-                            tile_into(b, c, &mut rows, &mut tile);
+                            tile_into(b, c, &mut rows, &mut tile, &mut gbuf)?;
                         }
-                        rows
+                        Ok(rows)
                     })
-                    .collect();
+                    .collect::<Result<_>>()?;
                 ctl.check()?;
                 for (b, rows) in (g0..g1).zip(done) {
                     for (r, st) in rows.iter().enumerate() {
@@ -350,19 +359,26 @@ impl Scorer {
                 let fresh = || (0..rows_of(b)).map(|_| self.new_row(k)).collect::<Vec<RowState>>();
                 let merged = (0..n_gc)
                     .into_par_iter()
-                    .map_init(Vec::new, |tile, c| {
-                        let mut rows = fresh();
-                        if ctl.check().is_ok() {
-                            tile_into(b, c, &mut rows, tile);
-                        }
-                        rows
-                    })
-                    .reduce(fresh, |mut a, bb| {
-                        for (x, y) in a.iter_mut().zip(&bb) {
-                            self.merge_row(x, y);
-                        }
-                        a
-                    });
+                    .map_init(
+                        || (Vec::new(), Vec::new()),
+                        |(tile, gbuf), c| -> Result<Vec<RowState>> {
+                            let mut rows = fresh();
+                            if ctl.check().is_ok() {
+                                tile_into(b, c, &mut rows, tile, gbuf)?;
+                            }
+                            Ok(rows)
+                        },
+                    )
+                    .reduce(
+                        || Ok(fresh()),
+                        |a, bb| {
+                            let (mut a, bb) = (a?, bb?);
+                            for (x, y) in a.iter_mut().zip(&bb) {
+                                self.merge_row(x, y);
+                            }
+                            Ok(a)
+                        },
+                    )?;
                 ctl.check()?;
                 for (r, st) in merged.iter().enumerate() {
                     let q = b * qbs + r;

@@ -2,12 +2,13 @@
 //! every bank-based method is fitted from.
 //!
 //! Bank rows are consumed in fixed blocks of [`BANK_BLOCK`] rows. For each block, the gallery is cut
-//! into fixed tiles of [`GALLERY_TILE`] items processed in parallel; each tile materialises only its
-//! `tile × block` similarities (gallery-major: one row per gallery item, contiguous over bank rows),
-//! folds them into the per-item statistics, and drops them. Peak extra memory is therefore
-//! O(threads · tile · block + gallery · K), never O(bank × gallery). Block and tile boundaries are
-//! constants and per-item state is updated by exactly one task in block order, so results are
-//! bit-identical for any thread count.
+//! into fixed tiles of [`GALLERY_TILE`] items processed in parallel. From embeddings, the gallery is
+//! packed once per pass and each bank block once (shared by every tile), and the fused kernel
+//! ([`crate::kernels::fused`]) folds each micro-tile of products into the statistics while it is in
+//! L1; from a precomputed matrix, each tile folds its columns in place. Peak extra memory is therefore
+//! O(gallery · d + block · d + threads · block · 64 + gallery · K), never O(bank × gallery). Block
+//! and tile boundaries are constants and per-item state is updated by exactly one task in block
+//! order, so results are bit-identical for any thread count.
 //!
 //! Statistics (all optional, per gallery item j unless said otherwise):
 //! - `lse[j] = log Σ_b exp(β·P_bj)` (f64 streaming log-sum-exp, see [`crate::kernels::lse`]);
@@ -19,7 +20,8 @@ use rayon::prelude::*;
 
 use crate::control::Control;
 use crate::error::Result;
-use crate::kernels::gemm::matmul_abt;
+use crate::kernels::fused::{fold_tile, Fold, Packed, MR, PANEL};
+use crate::kernels::isa::Isa;
 use crate::kernels::lse::{add_exp_shifted, exp_nonpos, LseState};
 use crate::kernels::topk::{TopKLists, TopValues};
 
@@ -86,29 +88,6 @@ type ColumnTopK = TopKLists;
 /// Columns tested per vectorised threshold check.
 const LANES: usize = 16;
 
-/// Offers row `row` (gallery item `j`) to every column. Rows must arrive in increasing `j`, so a
-/// candidate equal to a full column's worst loses the tie (higher index) and `>` is exact.
-#[inline]
-fn offer_row(cand: &mut ColumnTopK, row: &[f32], j: u32) {
-    let mut c0 = 0;
-    while c0 < row.len() {
-        let c1 = (c0 + LANES).min(row.len());
-        let (r, t) = (&row[c0..c1], &cand.thresholds()[c0..c1]);
-        let mut any = false;
-        for l in 0..r.len() {
-            any |= r[l] > t[l];
-        }
-        if any {
-            for c in c0..c1 {
-                if row[c] > cand.threshold(c) {
-                    cand.push(c, row[c], j);
-                }
-            }
-        }
-        c0 = c1;
-    }
-}
-
 /// Computes the requested statistics of a bank of `m` rows against a gallery of `n` items.
 pub fn bank_stats(source: Source, m: usize, n: usize, req: StatsRequest, ctl: &Control, phase: &str) -> Result<BankStats> {
     bank_states(source, m, n, req, ctl, phase).map(BankStates::finish)
@@ -159,21 +138,30 @@ pub fn bank_states(source: Source, m: usize, n: usize, req: StatsRequest, ctl: &
 
     let n_tiles = n.div_ceil(GALLERY_TILE);
     let n_blocks = m.div_ceil(BANK_BLOCK);
+    // From embeddings: the gallery packed once for the whole pass, each bank block once (one buffer).
+    let isa = Isa::detect();
+    let (mut gal_packed, mut bank_packed) = (Packed::new(PANEL), Packed::new(MR));
+    if let Source::Embeddings { gallery, dim, .. } = &source {
+        gal_packed.pack(gallery, n, *dim);
+    }
     for blk in 0..n_blocks {
         ctl.check()?;
         let b0 = blk * BANK_BLOCK;
         let bb = (m - b0).min(BANK_BLOCK);
+        if let Source::Embeddings { bank, dim, .. } = &source {
+            bank_packed.pack(&bank[b0 * dim..(b0 + bb) * dim], bb, *dim);
+        }
+        let (gal_packed, bank_packed) = (&gal_packed, &bank_packed);
         // Per tile: fold the tile into its items' LSE / top values; return per-bank-row candidates.
         let work = |t: usize, lse_tile: &mut [LseState], topv_tile: &mut [TopValues]| -> Option<ColumnTopK> {
             let j0 = t * GALLERY_TILE;
             let gt = (n - j0).min(GALLERY_TILE);
             match &source {
-                Source::Embeddings { bank, gallery, dim } => {
-                    let blockv = &bank[b0 * dim..(b0 + bb) * dim];
-                    with_scratch(gt * bb, |tile| {
-                        matmul_abt(&gallery[j0 * dim..(j0 + gt) * dim], gt, blockv, bb, *dim, tile);
-                        fold_rows(tile, bb, j0, beta, lse_tile, topv_tile, row_k)
-                    })
+                Source::Embeddings { .. } => {
+                    let mut cand = (row_k > 0).then(|| ColumnTopK::new(bb, row_k));
+                    let panels = j0 / PANEL..(j0 + gt).div_ceil(PANEL);
+                    fold_tile(isa, gal_packed, panels, bank_packed, &mut Fold { beta, lse: lse_tile, topv: topv_tile, cand: cand.as_mut() });
+                    cand
                 }
                 Source::Sims { sims } => {
                     // Bank-major input: fold column-wise in place, no transpose.
@@ -226,49 +214,6 @@ pub fn bank_states(source: Source, m: usize, n: usize, req: StatsRequest, ctl: &
         row_topk_idx: if row_k > 0 { Some(row_idx) } else { None },
         row_topk_score: if row_k > 0 { Some(row_score) } else { None },
     })
-}
-
-thread_local! {
-    /// Per-thread tile buffer, reused across blocks: a fresh multi-megabyte allocation per tile costs
-    /// page faults and kernel page clearing (15% of a small fit, measured).
-    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` on this thread's scratch buffer resized to `len` (contents unspecified).
-fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    SCRATCH.with(|s| match s.try_borrow_mut() {
-        Ok(mut buf) => {
-            if buf.len() < len {
-                buf.resize(len, 0.0);
-            }
-            f(&mut buf[..len])
-        }
-        // Re-entered on this thread (cannot happen today: `f` never yields to rayon): fall back.
-        Err(_) => f(&mut vec![0f32; len]),
-    })
-}
-
-/// Folds a gallery-major tile — row `jj` holds gallery item `j0 + jj`'s similarities to the `bb` bank
-/// rows of the block — into the items' statistics, and returns each bank row's candidates.
-fn fold_rows(tile: &[f32], bb: usize, j0: usize, beta: f64, lse: &mut [LseState], topv: &mut [TopValues], row_k: usize) -> Option<ColumnTopK> {
-    let gt = tile.len() / bb.max(1);
-    for jj in 0..gt {
-        let row = &tile[jj * bb..(jj + 1) * bb];
-        if !lse.is_empty() {
-            lse[jj].update(row, beta);
-        }
-        if !topv.is_empty() {
-            topv[jj].extend(row);
-        }
-    }
-    if row_k == 0 {
-        return None;
-    }
-    let mut cand = ColumnTopK::new(bb, row_k);
-    for jj in 0..gt {
-        offer_row(&mut cand, &tile[jj * bb..(jj + 1) * bb], (j0 + jj) as u32);
-    }
-    Some(cand)
 }
 
 /// Folds a bank-major block — `rows[r]` holds bank row r's similarities to gallery items
