@@ -43,7 +43,7 @@ use crate::kernels::similarity::matmul_abt_par;
 use crate::kernels::topk::TopK;
 
 /// The cosine default of `rateGallery` and `rateQuery`.
-pub const DEFAULT_RATE: f64 = 0.5;
+pub const DEFAULT_RATE: f64 = 0.1;
 /// Largest accepted rate (the finite-score contract of `methods::scorer`).
 pub const MAX_RATE: f64 = super::scorer::MAX_PARAM;
 
