@@ -35,6 +35,8 @@ const OPTS: Partial<Record<Method, object>> = {
   'dual-dis': { betaQuery: 4, betaGallery: 2, k: 2 },
   csls: { cslsK: 5 },
   nnn: { nnnK: 8, nnnAlpha: 0.5 },
+  sn: { tau: 0.5 },
+  'dual-sn': { tau: 0.5, iterations: 5 },
 };
 
 function methodOpts(method: Method): { method: Method } {
@@ -79,8 +81,9 @@ describe('streamed evaluation (Normalizer.evaluate) equals evaluate(scores)', ()
     const s = quantised(50, 40, 5);
     const qs = quantised(30, 40, 6);
     const gs = quantised(20, 40, 7);
+    const hs = quantised(30, 20, 8); // query bank × gallery bank (dual-sn)
     for (const method of METHODS) {
-      const norm = await Normalizer.fitSimilarities({ queryBankSims: qs, galleryBankSims: gs, galleryCount: 40 }, methodOpts(method));
+      const norm = await Normalizer.fitSimilarities({ queryBankSims: qs, galleryBankSims: gs, queryBankGalleryBankSims: hs, galleryCount: 40 }, methodOpts(method));
       await expectSame(norm, s, { positives: Array.from({ length: 50 }, (_, i) => [i % 40, (i * 3) % 40]) }, `sims ${method}`);
     }
   });

@@ -13,7 +13,7 @@ describe('package entry points', () => {
       cwd: root,
       encoding: 'utf8',
     });
-    expect(out.trim()).toBe('function function 7');
+    expect(out.trim()).toBe('function function 9');
   });
 
   it('loads from ESM (import) by package name, the same single copy as require', () => {

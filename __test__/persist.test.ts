@@ -33,7 +33,9 @@ interface Case {
 
 function cases(): Case[] {
   const out: Case[] = [];
-  for (const method of METHODS) {
+  // sn / dual-sn keep fitted state (Sinkhorn potentials), which format version 1 cannot store:
+  // their save is refused with ERR_PARAM (tested in sinkhorn.test.ts) until the next format lands.
+  for (const method of METHODS.filter((m) => m !== 'sn' && m !== 'dual-sn')) {
     const extra = { k: 3, cslsK: 5, nnnK: 7, nnnAlpha: 0.6 };
     out.push({ label: `${method}/cosine`, norm: Normalizer.fitSync({ gallery, queryBank, galleryBank }, { method, ...extra, leakGuard: 'off' }), input: queries });
     out.push({
@@ -116,7 +118,7 @@ describe('Normalizer.save / Normalizer.load', () => {
     const n = Normalizer.fitSync({ gallery, queryBank }, { method: 'nnn', nnnK: 33, nnnAlpha: 0.1 + 0.2, leakGuard: 'off' });
     await n.save(f);
     const m = await Normalizer.load(f);
-    expect(m.options).toEqual({ method: 'nnn', betaQuery: null, betaGallery: null, k: 1, cslsK: 10, nnnK: 33, nnnAlpha: 0.1 + 0.2 });
+    expect(m.options).toEqual({ method: 'nnn', betaQuery: null, betaGallery: null, k: 1, cslsK: 10, nnnK: 33, nnnAlpha: 0.1 + 0.2, tau: null, iterations: 10, tol: 0 });
     const is = Normalizer.fitSimilaritiesSync({ queryBankSims: qbSims }, { method: 'is', betaQuery: 1 / 3 });
     is.saveSync(f);
     expect(Normalizer.loadSync(f).options).toEqual({ method: 'is', betaQuery: 1 / 3, betaGallery: null, k: 1, cslsK: 10, nnnK: 128, nnnAlpha: 0.75, tau: null, iterations: 10, tol: 0 });
@@ -228,6 +230,6 @@ describe('Normalizer.save / Normalizer.load', () => {
   it('every method name survives', () => {
     const names = new Set<Method>();
     for (const c of all) names.add(Normalizer.loadSync(path.join(dir, `${c.label.replace('/', '_')}-sync.dbn`)).method);
-    expect([...names].sort()).toEqual([...METHODS].sort());
+    expect([...names].sort()).toEqual(METHODS.filter((m) => m !== 'sn' && m !== 'dual-sn').sort());
   });
 });

@@ -65,7 +65,8 @@ describe('sharded fit and merge (synthetic)', () => {
   const b = randomMatrix(190, 24, 3);
   const queries = randomMatrix(31, 24, 4);
 
-  for (const method of METHODS) {
+  // sn / dual-sn: gallery-dependent — sharding is refused by the framework (issue 13, n13-frame); excluded until that lands.
+  for (const method of METHODS.filter((m) => m !== 'sn' && m !== 'dual-sn')) {
     it(`${method}: embeddings, random grid, merged from objects and from files`, async () => {
       const r = rng(METHODS.indexOf(method) + 10);
       const gn = 1 + Math.floor(r() * 5);
@@ -226,7 +227,7 @@ function realSets(): { name: string; g: M; q: M; b: M; queries: M }[] {
 describe.skipIf(!haveReal)('real sets: merged top-10 lists equal the one-shot fit', () => {
   const sets = haveReal ? realSets() : [];
   for (const s of sets) {
-    for (const method of METHODS) {
+    for (const method of METHODS.filter((m) => m !== 'sn' && m !== 'dual-sn')) {
       it(`${s.name} ${method}`, async () => {
         const o = { method, leakGuard: 'off' as const };
         const full = await Normalizer.fit({ gallery: s.g, queryBank: s.q, galleryBank: s.b }, o);

@@ -130,6 +130,21 @@ describe('sn and dual-sn: embeddings mode', () => {
     }
   });
 
+  it('save refuses (ERR_PARAM) until the save format stores fitted state; nothing is written', async () => {
+    const { mkdtempSync, existsSync, rmSync } = await import('node:fs');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'dbnorm-sn-'));
+    try {
+      const n = Normalizer.fitSync({ gallery: g, queryBank: qb }, { method: 'sn' });
+      const f = path.join(dir, 'sn.dbn');
+      expect(code(() => n.saveSync(f))).toMatch(/ERR_PARAM: method 'sn' keeps fitted state/);
+      expect(existsSync(f)).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('iterations: 0 keeps the raw ranking', async () => {
     const n = await Normalizer.fit({ gallery: g, queryBank: qb }, { method: 'sn', iterations: 0 });
     const raw = await Normalizer.fit({ gallery: g }, { method: 'none' });

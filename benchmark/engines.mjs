@@ -5,7 +5,8 @@
 //    recall@10 of each engine against norm.search (exact) at three settings of its search knob,
 //    with the throughput of that recall pass (all QUERIES in one call), and latency (p50 / p99 per
 //    request, one request in flight) and throughput (queries/s) at batch 1 and batch 32 next to
-//    norm.search on the same gallery, with the ratios engine ÷ norm.search of the same run.
+//    norm.search on the same gallery, with the ratios engine ÷ norm.search of the same run and the
+//    process's CPU time per query (the figure a loaded machine distorts least).
 //    A baseline row gives usearch's recall on the raw gallery (no normalisation, cosine) with the
 //    same graph parameters: how hard the data set is for a graph index before dbnorm touches it.
 // 2. The shared real sets (../shared/realdata): the same recall figures per set and method.
@@ -62,9 +63,14 @@ const log = (...a) => console.error(`[${new Date().toISOString().slice(11, 19)} 
 const secs = (t0) => (performance.now() - t0) / 1000;
 
 // One temp dir for every table and index; removed however the run ends.
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dbnorm-bench-engines-'));
+let dir = null; // made when measuring starts
 let resultFile; // benchmark/results/engines-<date>-<items>-<engines>.json, set when a run starts
-const cleanup = () => fs.rmSync(dir, { recursive: true, force: true });
+const cleanup = () => {
+  if (dir !== null) fs.rmSync(dir, { recursive: true, force: true });
+  dir = null;
+};
+// Also on an uncaught error ('exit' runs after it), so no run leaves its tables behind.
+process.on('exit', cleanup);
 for (const sig of ['SIGINT', 'SIGTERM']) {
   process.on(sig, () => {
     log(`${sig}: removing ${dir}`);
@@ -91,10 +97,15 @@ const pct = (xs, p) => {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 };
 
-/** Sequential requests of `batch` queries: p50 / p99 latency (ms) and queries per second. */
+/**
+ * Sequential requests of `batch` queries: p50 / p99 latency (ms), queries per second, and the
+ * process's CPU time per query (ms, all threads: the engines' pools included) — the figure a loaded
+ * machine distorts least, since wall time there includes waiting for a core.
+ */
 async function latency(search, queries, batch, n) {
   const times = [];
   for (let w = 0; w < 3; w++) await search(rows(queries, 0, batch));
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   for (let r = 0; r < n; r++) {
     const from = (r * batch) % (queries.rows - batch);
@@ -103,7 +114,8 @@ async function latency(search, queries, batch, n) {
     times.push(performance.now() - s);
   }
   const total = (performance.now() - t0) / 1000;
-  return { batch, requests: n, p50: pct(times, 50), p99: pct(times, 99), qps: (n * batch) / total };
+  const cpu = process.cpuUsage(cpu0);
+  return { batch, requests: n, p50: pct(times, 50), p99: pct(times, 99), qps: (n * batch) / total, cpuMsPerQuery: (cpu.user + cpu.system) / 1000 / (n * batch) };
 }
 
 /** Recall of one knob setting, with the throughput of the recall pass (all queries in one call). */
@@ -198,7 +210,6 @@ let report;
 if (process.env.RENDER) {
   // RENDER=benchmark/results/engines-….json: print the Markdown of a saved run (nothing is measured).
   report = JSON.parse(fs.readFileSync(process.env.RENDER, 'utf8'));
-  cleanup();
 } else {
   report = await measureAll();
 }
@@ -211,6 +222,7 @@ function save(report) {
 }
 
 async function measureAll() {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dbnorm-bench-engines-'));
   const report = { date: new Date().toISOString(), cpu: os.cpus()[0]?.model, cores: os.cpus().length, nice: os.getPriority(), loadavgStart: os.loadavg(), loadavgSamples: [], items: ITEMS, dim: DIM, queries: QUERIES, engines: ENGINES, params: { HNSW_PARTITIONS, HNSW_M, HNSW_EFC, PQ_SUBDIM, knobs: KNOBS }, synthetic: {}, real: {} };
   const sampler = setInterval(() => report.loadavgSamples.push(os.loadavg()[0]), 30000);
   resultFile = path.join(here, 'results', `engines-${report.date.slice(0, 10)}-${ITEMS}-${ENGINES.join('+')}.json`);
@@ -258,7 +270,7 @@ async function measureAll() {
         for (const [batch, n] of [[1, name.startsWith('LanceDB flat') ? Math.min(LAT1, 50) : LAT1], [32, name.startsWith('LanceDB flat') ? Math.min(LAT32, 5) : LAT32]]) {
           lat.push({ contender: name, ...(await latency(f, data.queries, batch, n)) });
           const x = lat.at(-1);
-          log(`  ${name}, batch ${batch}: p50 ${x.p50.toFixed(2)} ms, p99 ${x.p99.toFixed(2)} ms, ${x.qps.toFixed(0)} q/s`);
+          log(`  ${name}, batch ${batch}: p50 ${x.p50.toFixed(2)} ms, p99 ${x.p99.toFixed(2)} ms, ${x.qps.toFixed(0)} q/s, CPU ${x.cpuMsPerQuery.toFixed(2)} ms/query`);
         }
       }
       for (const x of lat) {
@@ -299,8 +311,8 @@ async function measureAll() {
     }
   } finally {
     clearInterval(sampler);
+    log(`removing ${dir}`);
     cleanup();
-    log(`removed ${dir}`);
   }
   report.loadavgEnd = os.loadavg();
   report.wallSeconds = secs(T0);
@@ -323,27 +335,28 @@ function markdown(report) {
   md.push(`- Index parameters: LanceDB IVF-HNSW-SQ ${HNSW_PARTITIONS} partition(s), m ${HNSW_M}, efConstruction ${HNSW_EFC} (l2 space); IVF-PQ √n partitions, ${PQ_SUBDIM}-dim sub-vectors, 8 bits, refineFactor 10; usearch connectivity 16, expansion_add 128.`, '');
   if (report.baseline) {
     md.push(`**Baseline: the raw gallery** (no normalisation, cosine; usearch HNSW f32 against exact raw search) — ${report.baseline.map((x) => `${x.knob}: ${f3(x.recall)}`).join('; ')} (build ${report.baseline[0].build} s).`, '');
-}
-for (const [method, r] of Object.entries(report.synthetic)) {
-  md.push(`**${method}, ${ITEMS} items** (engines: ${ENGINES.join(', ')})${r.flatIdenticalLists !== '0/0' ? ` — flat LanceDB table: top-10 lists identical to norm.search for ${r.flatIdenticalLists} queries` : ''}`, '');
-  md.push('| engine | knob | recall@10 | pass q/s | build (s) |', '|---|---|---|---|---|');
-  for (const x of r.recalls) md.push(`| ${x.engine} | ${x.knob} | ${f3(x.recall)} | ${x.passQps.toFixed(0)} | ${x.build} |`);
-  md.push('', '| contender | batch | p50 (ms) | p99 (ms) | queries/s | q/s ÷ norm.search | p50 ÷ norm.search |', '|---|---|---|---|---|---|---|');
-  for (const x of r.latency) md.push(`| ${x.contender} | ${x.batch} | ${x.p50.toFixed(2)} | ${x.p99.toFixed(2)} | ${x.qps.toFixed(0)} | ${x.qpsRatio.toFixed(2)} | ${x.p50Ratio.toFixed(2)} |`);
-  md.push('');
-}
-if (Object.keys(report.real).length) {
-  md.push('**Real sets** — recall@10 against norm.search at the three knob settings (low / mid / high):', '');
-  const names = Object.keys(report.real);
-  const engines = [...new Set(names.flatMap((n) => report.real[n].recalls.map((x) => x.engine.replace(/ \(\d+ partitions?,.*\)$/, ''))))];
-  md.push(`| set / method (gallery × d) | ${engines.join(' | ')} |`, `|---|${engines.map(() => '---').join('|')}|`);
-  for (const n of names) {
-    const r = report.real[n];
-    const cell = (e) => r.recalls.filter((x) => x.engine.replace(/ \(\d+ partitions?,.*\)$/, '') === e).map((x) => f3(x.recall)).join(' / ');
-    md.push(`| ${n} (${r.gallery} × ${r.dim}) | ${engines.map(cell).join(' | ')} |`);
   }
-  const knobsOf = (e) => report.real[names[0]].recalls.filter((x) => x.engine.startsWith(e)).map((x) => x.knob);
-  md.push('', `Knobs: HNSW-SQ ${knobsOf('LanceDB IVF-HNSW-SQ').join(' / ')}; IVF-PQ (√n partitions) per set: ${names.map((n) => `${n} ${report.real[n].recalls.filter((x) => x.engine.startsWith('LanceDB IVF-PQ')).map((x) => x.knob.replace('nprobes ', '')).join('/')} of ${pqPartitions(report.real[n].gallery)}`).join('; ')}; usearch ${knobsOf('usearch HNSW f32').join(' / ')}.`, '');
-}
-return md.join('\n');
+  for (const [method, r] of Object.entries(report.synthetic)) {
+    md.push(`**${method}, ${ITEMS} items** (engines: ${ENGINES.join(', ')})${r.flatIdenticalLists !== '0/0' ? ` — flat LanceDB table: top-10 lists identical to norm.search for ${r.flatIdenticalLists} queries` : ''}`, '');
+    md.push('| engine | knob | recall@10 | pass q/s | build (s) |', '|---|---|---|---|---|');
+    for (const x of r.recalls) md.push(`| ${x.engine} | ${x.knob} | ${f3(x.recall)} | ${x.passQps.toFixed(0)} | ${x.build} |`);
+    const cpu = r.latency.some((x) => x.cpuMsPerQuery !== undefined);
+    md.push('', `| contender | batch | p50 (ms) | p99 (ms) | queries/s | q/s ÷ norm.search | p50 ÷ norm.search |${cpu ? ' CPU ms / query |' : ''}`, `|---|---|---|---|---|---|---|${cpu ? '---|' : ''}`);
+    for (const x of r.latency) md.push(`| ${x.contender} | ${x.batch} | ${x.p50.toFixed(2)} | ${x.p99.toFixed(2)} | ${x.qps.toFixed(0)} | ${x.qpsRatio.toFixed(2)} | ${x.p50Ratio.toFixed(2)} |${cpu ? ` ${x.cpuMsPerQuery.toFixed(2)} |` : ''}`);
+    md.push('');
+  }
+  if (Object.keys(report.real).length) {
+    md.push('**Real sets** — recall@10 against norm.search at the three knob settings (low / mid / high):', '');
+    const names = Object.keys(report.real);
+    const engines = [...new Set(names.flatMap((n) => report.real[n].recalls.map((x) => x.engine.replace(/ \(\d+ partitions?,.*\)$/, ''))))];
+    md.push(`| set / method (gallery × d) | ${engines.join(' | ')} |`, `|---|${engines.map(() => '---').join('|')}|`);
+    for (const n of names) {
+      const r = report.real[n];
+      const cell = (e) => r.recalls.filter((x) => x.engine.replace(/ \(\d+ partitions?,.*\)$/, '') === e).map((x) => f3(x.recall)).join(' / ');
+      md.push(`| ${n} (${r.gallery} × ${r.dim}) | ${engines.map(cell).join(' | ')} |`);
+    }
+    const knobsOf = (e) => report.real[names[0]].recalls.filter((x) => x.engine.startsWith(e)).map((x) => x.knob);
+    md.push('', `Knobs: HNSW-SQ ${knobsOf('LanceDB IVF-HNSW-SQ').join(' / ')}; IVF-PQ (√n partitions) per set: ${names.map((n) => `${n} ${report.real[n].recalls.filter((x) => x.engine.startsWith('LanceDB IVF-PQ')).map((x) => x.knob.replace('nprobes ', '')).join('/')} of ${pqPartitions(report.real[n].gallery)}`).join('; ')}; usearch ${knobsOf('usearch HNSW f32').join(' / ')}.`, '');
+  }
+  return md.join('\n');
 }

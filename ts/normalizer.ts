@@ -3,13 +3,14 @@ import { DbnormError, type ErrorCode, callNative } from './errors.js';
 import { type GalleryBank, type QueryBank, bankMatrix } from './bank.js';
 import { type RunOptions, runJob } from './job.js';
 import { Matrix, type MatrixLike, owned, ownedMatrix } from './matrix.js';
+import { npySource, readNpySync } from './npy.js';
 import { native } from './native.js';
 import { type CandidateIds, candidateIds } from './candidates.js';
 import { loadNormalizer, loadNormalizerSync, saveNormalizer, saveNormalizerSync } from './persist.js';
 import { METHOD_INFO, type MethodInfo, PARAM_INFO, type ParamInfo, methodInfo } from './methods.js';
 import type { Metric } from './similarity.js';
 import { type MergePart, type PartialNormalizer, type ShardOptions, fitPartial, fitPartialSync, mergeParts, mergePartsSync } from './shard.js';
-import { RUN_KEYS, count, describe, oneOf, options } from './validate.js';
+import { RUN_KEYS, count, describe, oneOf, options, path as checkedPath } from './validate.js';
 
 /**
  * A normalisation method (formulas in the README and `docs/methods.md`):
@@ -121,6 +122,41 @@ export interface FitOptions extends MethodOptions, RunOptions {
    * with the test queries themselves inflates results.
    */
   leakGuard?: 'warn' | 'strict' | 'off';
+  /**
+   * What the fitted normaliser keeps (embeddings mode; default `'all'`). `'statistics'` keeps only the
+   * per-gallery statistics and activation data: the gallery must be a `.npy` file (a path, or a
+   * matrix from `readNpy(path, { mmap: true })`); it is read block by block at fit and again at
+   * every search, and the saved file references it (path, length, CRC-32) instead of copying it. A
+   * changed source file is refused (`ERR_SOURCE`). Banks given as files are referenced too, so
+   * `addGallery` reads them again; banks given as in-memory matrices are dropped after the fit, and
+   * `addGallery` is then `ERR_SOURCE`. Results are bit-identical to `'all'`.
+   */
+  keep?: 'all' | 'statistics';
+  /**
+   * How the fitted gallery is stored for search (default `'float32'`). `'float16'` / `'bfloat16'`
+   * halve its memory (and the bytes a search reads); similarities are computed from the rounded
+   * values with float32 accumulation, so scores differ from `'float32'` by the rounding (see README
+   * "Large galleries" for the measured top-10 agreement). Not with `keep: 'statistics'`.
+   */
+  galleryStorage?: GalleryStorage;
+}
+
+/** Storage of a fitted gallery (see {@link FitOptions.galleryStorage}). */
+export type GalleryStorage = 'float32' | 'float16' | 'bfloat16';
+
+/** How a normaliser holds its gallery ({@link Normalizer.storage}). */
+export interface StorageInfo {
+  /** `'statistics'`: a lean normaliser reading its gallery from `gallerySource`. */
+  keep: 'all' | 'statistics';
+  /** The in-memory storage of the gallery rows (`'float32'` for a lean one). */
+  galleryStorage: GalleryStorage;
+  /** A lean normaliser's gallery file. */
+  gallerySource: string | null;
+  /** A lean normaliser's bank files (read again by `addGallery`), when the fit read the banks from files. */
+  queryBankSource: string | null;
+  galleryBankSource: string | null;
+  /** Bytes of gallery rows held in memory (a lean normaliser: rows added by `addGallery` only). */
+  galleryBytes: number;
 }
 
 /**
@@ -146,12 +182,12 @@ export interface AddGallerySimilarities {
 
 /** Embeddings-mode fit input. All matrices are row-major `float32`, one item per row, same dimension. */
 export interface FitData {
-  /** The gallery (n_g × d), e.g. test images. */
-  gallery: MatrixLike;
-  /** Query-modality bank (m_q × d), e.g. training captions. Needed by every method except `none`. */
-  queryBank?: MatrixLike | QueryBank;
-  /** Gallery-modality bank (m_g × d), e.g. training images. Needed by `dual-is` and `dual-dis`. Must not contain gallery items. */
-  galleryBank?: MatrixLike | GalleryBank;
+  /** The gallery (n_g × d), e.g. test images; or the path of a `.npy` file (mapped, or with `keep: 'statistics'` read in blocks). */
+  gallery: MatrixLike | string;
+  /** Query-modality bank (m_q × d), e.g. training captions, or a `.npy` path. Needed by every method except `none`. */
+  queryBank?: MatrixLike | QueryBank | string;
+  /** Gallery-modality bank (m_g × d), e.g. training images, or a `.npy` path. Needed by `dual-is` and `dual-dis`. Must not contain gallery items. */
+  galleryBank?: MatrixLike | GalleryBank | string;
   /** Default `'cosine'`. */
   metric?: Metric;
 }
@@ -285,12 +321,12 @@ function prepareFit(raw: FitData, opts: MethodOptions, extraKeys: readonly strin
   const metric = data.metric ?? 'cosine';
   if (metric !== 'cosine' && metric !== 'dot') throw new DbnormError('ERR_PARAM', `metric must be 'cosine' or 'dot', got ${describe(metric)}`);
   const resolved = resolveOptions(opts, metric === 'cosine', extraKeys);
-  const gallery = Matrix.shaped(data.gallery, 'gallery');
+  const gallery = Matrix.shaped(data.gallery as MatrixLike, 'gallery');
   if (gallery.rows === 0) throw new DbnormError('ERR_SHAPE', 'gallery has 0 rows (need at least one item)');
   const need = needs(resolved.method);
   // Every given bank is validated (shapes here, finiteness natively); the method uses what it needs.
-  const qAll = data.queryBank === undefined ? undefined : bankMatrix(data.queryBank, 'query', 'embeddings', 'queryBank');
-  const gAll = data.galleryBank === undefined ? undefined : bankMatrix(data.galleryBank, 'gallery', 'embeddings', 'galleryBank');
+  const qAll = data.queryBank === undefined ? undefined : bankMatrix(data.queryBank as MatrixLike | QueryBank, 'query', 'embeddings', 'queryBank');
+  const gAll = data.galleryBank === undefined ? undefined : bankMatrix(data.galleryBank as MatrixLike | GalleryBank, 'gallery', 'embeddings', 'galleryBank');
   const queryBank = need.queryBank ? qAll : undefined;
   const galleryBank = need.galleryBank ? gAll : undefined;
   bankCheck(resolved.method, 'query', queryBank, 'queryBank');
@@ -304,6 +340,72 @@ function prepareFit(raw: FitData, opts: MethodOptions, extraKeys: readonly strin
     gallery: nm(gallery),
     queryBank: qAll && nm(qAll),
     galleryBank: gAll && nm(gAll),
+  };
+  return { input, resolved };
+}
+
+/** Option keys of a fit besides the method and run options. */
+const FIT_STORE_KEYS = ['leakGuard', 'keep', 'galleryStorage'] as const;
+
+function storeOptions(o: { keep?: unknown; galleryStorage?: unknown }): { keep: 'all' | 'statistics'; galleryStorage: GalleryStorage | undefined } {
+  const keep = o.keep === undefined ? 'all' : oneOf('keep', o.keep, ['all', 'statistics'] as const);
+  const galleryStorage = o.galleryStorage === undefined ? undefined : oneOf('galleryStorage', o.galleryStorage, ['float32', 'float16', 'bfloat16'] as const);
+  if (keep === 'statistics' && galleryStorage !== undefined && galleryStorage !== 'float32') {
+    throw new DbnormError('ERR_PARAM', "keep: 'statistics' reads the gallery from its source file; galleryStorage applies to a gallery held in memory");
+  }
+  return { keep, galleryStorage };
+}
+
+/** Fit data with every path replaced by its mapped matrix. */
+async function mapPaths(data: FitData): Promise<FitData> {
+  return mapPathsSync(data);
+}
+
+function mapPathsSync(data: FitData): FitData {
+  if (data === null || typeof data !== 'object') return data;
+  // Read through the validating accessor (a hostile getter or proxy gives a coded error).
+  const d = options<FitData>('fit data', data, FIT_DATA_KEYS, false) as FitData;
+  if (typeof d.gallery !== 'string' && typeof d.queryBank !== 'string' && typeof d.galleryBank !== 'string') return d;
+  const out: Record<string, unknown> = { ...d };
+  for (const key of ['gallery', 'queryBank', 'galleryBank'] as const) {
+    const v = out[key];
+    if (typeof v === 'string') out[key] = readNpySync(v, { mmap: true });
+  }
+  return out as unknown as FitData;
+}
+
+/** The native input of a lean fit: paths for the gallery (required) and for banks that are files. */
+function prepareLeanFit(raw: FitData, opts: MethodOptions, extraKeys: readonly string[]) {
+  if (raw === null || typeof raw !== 'object') throw new DbnormError('ERR_SHAPE', `fit data { gallery, queryBank?, galleryBank? } is required, got ${describe(raw)}`);
+  const data = options<FitData>('fit data', raw, FIT_DATA_KEYS, false) as FitData;
+  const metric = data.metric ?? 'cosine';
+  if (metric !== 'cosine' && metric !== 'dot') throw new DbnormError('ERR_PARAM', `metric must be 'cosine' or 'dot', got ${describe(metric)}`);
+  const resolved = resolveOptions(opts, metric === 'cosine', extraKeys);
+  const pathOf = (v: unknown): string | undefined => (typeof v === 'string' ? checkedPath(v) : npySource(v));
+  const galleryPath = pathOf(data.gallery);
+  if (galleryPath === undefined) {
+    throw new DbnormError('ERR_PARAM', "keep: 'statistics' needs the gallery as a .npy file: a path, or a matrix from readNpy(path, { mmap: true })");
+  }
+  const need = needs(resolved.method);
+  const bank = (v: unknown, which: 'query' | 'gallery', name: string) => {
+    if (v === undefined) return { path: undefined, m: undefined };
+    const p = pathOf(v);
+    if (p !== undefined) return { path: p, m: undefined };
+    return { path: undefined, m: bankMatrix(v as MatrixLike, which, 'embeddings', name) };
+  };
+  const q = bank(data.queryBank, 'query', 'queryBank');
+  const g = bank(data.galleryBank, 'gallery', 'galleryBank');
+  if (need.queryBank && q.path === undefined) bankCheck(resolved.method, 'query', q.m, 'queryBank');
+  if (need.galleryBank && g.path === undefined) bankCheck(resolved.method, 'gallery', g.m, 'galleryBank');
+  const input = {
+    mode: 'embeddings',
+    metric,
+    keep: 'statistics',
+    galleryPath,
+    queryBankPath: q.path,
+    galleryBankPath: g.path,
+    queryBank: q.m && nm(q.m),
+    galleryBank: g.m && nm(g.m),
   };
   return { input, resolved };
 }
@@ -369,10 +471,18 @@ export class Normalizer {
   static fit(data: FitData, opts: ShardedFitOptions): Promise<PartialNormalizer>;
   static fit(data: FitData, opts: FitOptions): Promise<Normalizer>;
   static async fit(data: FitData, opts: FitOptions): Promise<Normalizer | PartialNormalizer> {
-    const { input, resolved } = prepareFit(data, opts, [...RUN_KEYS, 'leakGuard', 'shard']);
-    const o = options<ShardedFitOptions>('options', opts, [...METHOD_OPTION_KEYS, ...RUN_KEYS, 'leakGuard', 'shard']);
+    const o = options<ShardedFitOptions>('options', opts, [...METHOD_OPTION_KEYS, ...RUN_KEYS, ...FIT_STORE_KEYS, 'shard']);
     const guard = checkGuard(o.leakGuard);
-    const owned = await ownInput(input);
+    const store = storeOptions(o);
+    if (store.keep === 'statistics') {
+      if (o.shard !== undefined) throw new DbnormError('ERR_PARAM', "keep: 'statistics' cannot be combined with shard (merge the parts, then refit lean)");
+      const { input, resolved } = prepareLeanFit(data, opts, [...RUN_KEYS, ...FIT_STORE_KEYS]);
+      const n = await runJob(o, (job) => native.NativeNormalizer.fit(input, toNativeParams(resolved), job));
+      return new Normalizer(n, resolved).#withGuard(guard);
+    }
+    const { input, resolved } = prepareFit(await mapPaths(data), opts, [...RUN_KEYS, ...FIT_STORE_KEYS, 'shard']);
+    if (o.shard !== undefined && store.galleryStorage !== undefined) throw new DbnormError('ERR_PARAM', 'galleryStorage cannot be combined with shard (set it when merging is done: withGalleryStorage)');
+    const owned = { ...(await ownInput(input)), galleryStorage: store.galleryStorage };
     if (o.shard !== undefined) return fitPartial(owned, toNativeParams(resolved), resolved, o.shard, o);
     const n = await runJob(o, (job) => native.NativeNormalizer.fit(owned, toNativeParams(resolved), job));
     return new Normalizer(n, resolved).#withGuard(guard);
@@ -381,12 +491,19 @@ export class Normalizer {
   /** Synchronous {@link Normalizer.fit}: blocks the event loop, so use it for small inputs only. */
   static fitSync(data: FitData, opts: MethodOptions & Pick<FitOptions, 'leakGuard'> & { shard: ShardOptions }): PartialNormalizer;
   static fitSync(data: FitData, opts: MethodOptions & Pick<FitOptions, 'leakGuard'>): Normalizer;
-  static fitSync(data: FitData, opts: MethodOptions & Pick<FitOptions, 'leakGuard'>): Normalizer | PartialNormalizer {
-    const { input, resolved } = prepareFit(data, opts, ['leakGuard', 'shard']);
-    const o = options<ShardedFitOptions>('options', opts, [...METHOD_OPTION_KEYS, 'leakGuard', 'shard']);
+  static fitSync(data: FitData, opts: MethodOptions & Pick<FitOptions, 'leakGuard' | 'keep' | 'galleryStorage'>): Normalizer | PartialNormalizer {
+    const o = options<ShardedFitOptions>('options', opts, [...METHOD_OPTION_KEYS, ...FIT_STORE_KEYS, 'shard']);
     const guard = checkGuard(o.leakGuard);
+    const store = storeOptions(o);
+    if (store.keep === 'statistics') {
+      if (o.shard !== undefined) throw new DbnormError('ERR_PARAM', "keep: 'statistics' cannot be combined with shard (merge the parts, then refit lean)");
+      const { input, resolved } = prepareLeanFit(data, opts, FIT_STORE_KEYS);
+      return new Normalizer(callNative(() => native.NativeNormalizer.fitSync(input, toNativeParams(resolved))), resolved).#withGuard(guard);
+    }
+    const { input, resolved } = prepareFit(mapPathsSync(data), opts, [...FIT_STORE_KEYS, 'shard']);
+    if (o.shard !== undefined && store.galleryStorage !== undefined) throw new DbnormError('ERR_PARAM', 'galleryStorage cannot be combined with shard (set it when merging is done: withGalleryStorage)');
     if (o.shard !== undefined) return fitPartialSync(input, toNativeParams(resolved), resolved, o.shard);
-    return new Normalizer(callNative(() => native.NativeNormalizer.fitSync(input, toNativeParams(resolved))), resolved).#withGuard(guard);
+    return new Normalizer(callNative(() => native.NativeNormalizer.fitSync({ ...input, galleryStorage: store.galleryStorage }, toNativeParams(resolved))), resolved).#withGuard(guard);
   }
 
   #withGuard(g: 'warn' | 'strict' | 'off'): this {
@@ -445,6 +562,29 @@ export class Normalizer {
   /** Embedding dimension (0 in similarity mode). */
   get dim(): number {
     return this.#native.dim;
+  }
+
+  /** How this normaliser holds its gallery: lean (`keep: 'statistics'`) or in memory, and in which precision. */
+  get storage(): StorageInfo {
+    const s = this.#native.storageInfo();
+    return {
+      keep: s.keep as 'all' | 'statistics',
+      galleryStorage: s.galleryStorage as GalleryStorage,
+      gallerySource: s.gallerySource ?? null,
+      queryBankSource: s.queryBankSource ?? null,
+      galleryBankSource: s.galleryBankSource ?? null,
+      galleryBytes: s.galleryBytes,
+    };
+  }
+
+  /**
+   * A copy of this normaliser with its gallery stored as `storage` (see {@link FitOptions.galleryStorage});
+   * this one is unchanged. Converting back to `'float32'` gives the rounded values, widened.
+   * @throws {@link DbnormError} `ERR_PARAM` (similarity mode, a lean normaliser, a value beyond the format's range)
+   */
+  withGalleryStorage(storage: GalleryStorage): Normalizer {
+    const s = oneOf('galleryStorage', storage, ['float32', 'float16', 'bfloat16'] as const);
+    return new Normalizer(callNative(() => this.#native.withGalleryStorage(s)), this.options).#withGuard(this.#leakGuard);
   }
 
   /** The similarity metric (embeddings mode) or `null`. */

@@ -54,8 +54,21 @@ export interface ReadNpyOptions {
   mmap?: boolean;
 }
 
+/** The source file of each matrix returned by a mapped read (for `keep: 'statistics'` fits). */
+const SOURCES = new WeakMap<Float32Array, string>();
+
+/**
+ * @internal The `.npy` file a matrix was read from with `readNpy(path, { mmap: true })`, if any.
+ */
+export function npySource(m: unknown): string | undefined {
+  if (m === null || typeof m !== 'object') return undefined;
+  const data = (m as { data?: unknown }).data;
+  return data instanceof Float32Array ? SOURCES.get(data) : undefined;
+}
+
 function readMapped(p: string): Matrix {
   const r = callNative(() => native.readNpyMappedSync(p));
+  SOURCES.set(r.data, p);
   // Validated natively (finite values, shape): skip the JS pass over a possibly huge mapping.
   return Matrix.unchecked(r.data, r.rows, r.cols);
 }

@@ -254,13 +254,29 @@ impl LeanGallery {
     }
 }
 
+/// A reference to a file (no open descriptor): what a lean normaliser keeps of its bank files, opened
+/// and verified again ([`SourceFile::open`] with the length and checksum) when `addGallery` needs them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceRef {
+    pub path: PathBuf,
+    pub file_len: u64,
+    pub crc: u32,
+}
+
+impl SourceFile {
+    /// The reference to this file.
+    pub fn reference(&self) -> SourceRef {
+        SourceRef { path: self.path.clone(), file_len: self.file_len, crc: self.crc }
+    }
+}
+
 /// What a lean normaliser (`keep: 'statistics'`) references instead of holding: the gallery (read from
 /// its file) and, when the fit read them from files, the banks (read again by `addGallery`).
 #[derive(Debug)]
 pub struct Lean {
     pub gallery: LeanGallery,
-    pub query_bank: Option<Arc<SourceFile>>,
-    pub gallery_bank: Option<Arc<SourceFile>>,
+    pub query_bank: Option<SourceRef>,
+    pub gallery_bank: Option<SourceRef>,
 }
 
 /// Prepared gallery rows rounded to 16 bits (see the module docs).

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::control::Control;
 use crate::error::{Error, Result};
-use crate::gallery::{check_raw_rows, source_err, GalleryView, HalfRows, Lean, LeanGallery, SourceFile};
+use crate::gallery::{check_raw_rows, source_err, GalleryView, HalfRows, Lean, LeanGallery, SourceFile, SourceRef};
 use crate::kernels::half::HalfKind;
 use crate::kernels::dot::dot_rows;
 use crate::kernels::dot::dot_gather;
@@ -501,7 +501,7 @@ impl Normalizer {
         gallery: SourceFile,
         query_bank: Option<MatRef>,
         gallery_bank: Option<MatRef>,
-        bank_sources: (Option<Arc<SourceFile>>, Option<Arc<SourceFile>>),
+        bank_sources: (Option<SourceRef>, Option<SourceRef>),
         ctl: &Control,
     ) -> Result<Normalizer> {
         Self::fit_lean_blocked(method, params, metric, gallery, query_bank, gallery_bank, bank_sources, LEAN_FIT_BLOCK, ctl)
@@ -518,13 +518,19 @@ impl Normalizer {
         gallery: SourceFile,
         query_bank: Option<MatRef>,
         gallery_bank: Option<MatRef>,
-        bank_sources: (Option<Arc<SourceFile>>, Option<Arc<SourceFile>>),
+        bank_sources: (Option<SourceRef>, Option<SourceRef>),
         block: usize,
         ctl: &Control,
     ) -> Result<Normalizer> {
         params.validate(method)?;
         if method.info().gallery_transform.is_some() {
             return Err(Error::param(format!("method '{}' stores a transformed gallery, so the gallery cannot be read again from its file: fit it without keep: 'statistics'", method.as_str())));
+        }
+        if method.info().fit_state.is_some() {
+            return Err(Error::param(format!(
+                "method '{}' fits its state over the whole gallery in memory; keep: 'statistics' is not available for it (use keep: 'all')",
+                method.as_str()
+            )));
         }
         let (rq, rg) = method.requests(&params);
         let (n, d) = (gallery.rows, gallery.cols);

@@ -11,7 +11,6 @@
 //!   only change is the rounding of the stored gallery), and storage round-trips.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use dbnorm::control::Control;
 use dbnorm::eval::stream::retrieval_metrics_normalized;
@@ -95,8 +94,15 @@ fn lean_fit_and_every_search_path_are_bit_identical_to_the_in_memory_fit() {
             for method in Method::ALL {
                 let p = params();
                 let (qm, gm) = (MatRef::new(&qb, mq, d, "qb").unwrap(), MatRef::new(&gb, mg, d, "gb").unwrap());
+                if method.info().fit_state.is_some() {
+                    // a state fitted over the whole gallery: refused, not silently approximated
+                    let e = Normalizer::fit_lean_blocked(method, p, metric, SourceFile::open(&gp, None, "gallery").unwrap(), Some(qm), Some(gm), (None, None), 512, &ctl).unwrap_err();
+                    assert_eq!(e.code, ErrorCode::Param, "{method:?}");
+                    checked += 1;
+                    continue;
+                }
                 let full = Normalizer::fit_embeddings(method, p, metric, MatRef::new(&gv, n, d, "g").unwrap(), Some(qm), Some(gm), &ctl).unwrap();
-                let srcs = (Some(Arc::new(SourceFile::open(&qbp, None, "queryBank").unwrap())), Some(Arc::new(SourceFile::open(&gbp, None, "galleryBank").unwrap())));
+                let srcs = (Some(SourceFile::open(&qbp, None, "queryBank").unwrap().reference()), Some(SourceFile::open(&gbp, None, "galleryBank").unwrap().reference()));
                 let lean = Normalizer::fit_lean_blocked(method, p, metric, SourceFile::open(&gp, None, "gallery").unwrap(), Some(qm), Some(gm), srcs, 512, &ctl).unwrap();
                 let what = format!("{method:?} {metric:?} half-file {half}");
                 assert!(lean.gallery.is_empty() && lean.query_bank.is_empty() && lean.gallery_bank.is_empty(), "{what}: lean holds no rows");
@@ -215,4 +221,61 @@ fn half_storage_searches_the_rounded_gallery_and_converts_back() {
     let sims = rng.mat(50, 20);
     let s = Normalizer::fit_similarities(Method::Is, params(), Some(MatRef::new(&sims, 50, 20, "s").unwrap()), None, None, &ctl).unwrap();
     assert_eq!(s.with_gallery_storage(Some(HalfKind::F16)).unwrap_err().code, ErrorCode::Param);
+}
+
+#[test]
+fn lean_and_half_normalisers_save_and_load_to_the_same_results() {
+    let (n, d, nq) = (700, 8, 20);
+    let mut rng = Rng(21);
+    let g = rng.mat(n, d);
+    let qb = rng.mat(120, d);
+    let gb = rng.mat(90, d);
+    let q = rng.mat(nq, d);
+    let dir = dir().join("persist");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (gp, qbp, gbp) = (dir.join("g.npy"), dir.join("qb.npy"), dir.join("gb.npy"));
+    dbnorm::npy::write_npy_f32(&gp, &g, n, d).unwrap();
+    dbnorm::npy::write_npy_f32(&qbp, &qb, 120, d).unwrap();
+    dbnorm::npy::write_npy_f32(&gbp, &gb, 90, d).unwrap();
+    let ctl = Control::none();
+    let qm = MatRef::new(&q, nq, d, "q").unwrap();
+    let (qbm, gbm) = (MatRef::new(&qb, 120, d, "qb").unwrap(), MatRef::new(&gb, 90, d, "gb").unwrap());
+    let refs = || (Some(SourceFile::open(&qbp, None, "queryBank").unwrap().reference()), Some(SourceFile::open(&gbp, None, "galleryBank").unwrap().reference()));
+    let lean = Normalizer::fit_embeddings_lean(Method::DualDis, params(), Metric::Cosine, SourceFile::open(&gp, None, "gallery").unwrap(), Some(qbm), Some(gbm), refs(), &ctl).unwrap();
+    let lean = lean.add_gallery_embeddings(MatRef::new(&q[..3 * d], 3, d, "items").unwrap(), &ctl).unwrap();
+    let file = dir.join("lean.dbn");
+    dbnorm::persist::save(&lean, &file).unwrap();
+    // the file holds references, not the gallery: far smaller than n·d floats
+    assert!(std::fs::metadata(&file).unwrap().len() < (n * d * 4) as u64, "lean file is small");
+    let back = dbnorm::persist::load(&file).unwrap();
+    assert!(back.lean.is_some());
+    let (a, b) = (lean.search(qm, 10, &ctl).unwrap(), back.search(qm, 10, &ctl).unwrap());
+    assert_eq!((&a.0, bits(&a.1)), (&b.0, bits(&b.1)), "lean: search after load");
+    let (a, b) = (lean.add_gallery_embeddings(qm, &ctl).unwrap(), back.add_gallery_embeddings(qm, &ctl).unwrap());
+    assert_eq!(a.gallery_stats, b.gallery_stats, "lean: addGallery after load");
+    // half precision round trip
+    let full = Normalizer::fit_embeddings(Method::Csls, params(), Metric::Cosine, MatRef::new(&g, n, d, "g").unwrap(), Some(qbm), None, &ctl).unwrap();
+    for kind in [HalfKind::F16, HalfKind::Bf16] {
+        let h = full.clone().with_gallery_storage(Some(kind)).unwrap();
+        let hf = dir.join("half.dbn");
+        dbnorm::persist::save(&h, &hf).unwrap();
+        let hb = dbnorm::persist::load(&hf).unwrap();
+        assert_eq!(hb.half, h.half);
+        let (a, b) = (h.search(qm, 10, &ctl).unwrap(), hb.search(qm, 10, &ctl).unwrap());
+        assert_eq!((&a.0, bits(&a.1)), (&b.0, bits(&b.1)), "{kind:?}: search after load");
+    }
+    // a changed gallery file: loading the lean file is refused with ERR_SOURCE
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let mut g2 = g.clone();
+    g2[3] = -g2[3];
+    dbnorm::npy::write_npy_f32(&gp, &g2, n, d).unwrap();
+    let e = dbnorm::persist::load(&file).unwrap_err();
+    assert_eq!(e.code, ErrorCode::Source, "{}", e.message);
+    // a changed bank file: search still works (banks are not read), addGallery is refused
+    dbnorm::npy::write_npy_f32(&gp, &g, n, d).unwrap();
+    let back = dbnorm::persist::load(&file).unwrap();
+    dbnorm::npy::write_npy_f32(&gbp, &gb[..89 * d], 89, d).unwrap();
+    assert!(back.search(qm, 5, &ctl).is_ok());
+    assert_eq!(back.add_gallery_embeddings(qm, &ctl).unwrap_err().code, ErrorCode::Source);
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -29,6 +29,8 @@ interface FitFlags {
   galleryCount?: number;
   out?: string;
   threads?: number;
+  keep?: 'all' | 'statistics';
+  galleryStorage?: 'float32' | 'float16' | 'bfloat16';
   /** Method parameters, one flag per registry parameter (`--beta-query` → `betaQuery`). */
   [param: string]: unknown;
 }
@@ -67,10 +69,13 @@ export function registerFit(program: Command): void {
   addMethodFlags(cmd);
   cmd
     .option('--out <file>', 'the saved normaliser (.dbn)')
+    .addOption(new Option('--keep <what>', "statistics: keep only per-gallery statistics and reference the gallery file (read again at search; the .dbn stays small)").choices(['all', 'statistics']))
+    .addOption(new Option('--gallery-storage <type>', 'in-memory gallery precision for search (default float32)').choices(['float32', 'float16', 'bfloat16']))
     .option('--threads <n>', 'worker threads (default: all cores)', intOption)
     .action(async (o: FitFlags) => {
       // Shards and similarity-mode fits read row/column slices of the files (ts/commands/shard.ts).
       if (o.shard !== undefined || o.queryBankSims !== undefined || o.galleryBankSims !== undefined || o.queryBankGalleryBankSims !== undefined || o.galleryCount !== undefined) {
+        if (o.keep === 'statistics' || o.galleryStorage !== undefined) throw new UsageError('--keep and --gallery-storage apply to a one-shot embeddings fit (not --shard or similarity inputs)');
         if (o.method === undefined) throw new UsageError(`--method is required (one of ${METHODS.join(', ')})`);
         if (o.out === undefined) throw new UsageError('--out is required (the .dbn file to write)');
         applyThreads(o.threads);
@@ -94,12 +99,30 @@ async function runFit(o: FitFlags): Promise<void> {
   if (needs.gallery && galleryBank === undefined) throw new UsageError(`method '${opts.method}' needs --gallery-bank (gallery-modality embeddings, e.g. training images)`);
   applyThreads(o.threads);
   const t0 = performance.now();
+  if (o.keep === 'statistics') {
+    if (o.galleryStorage !== undefined && o.galleryStorage !== 'float32') throw new UsageError('--gallery-storage applies to a gallery held in memory, not to --keep statistics');
+    // Lean: the native fit reads the files itself (the gallery block by block); nothing is mapped here.
+    log(`dbnorm fit: --gallery ${gallery} (keep statistics: read in blocks, referenced by the .dbn)`);
+    const progress = phaseProgress('fit');
+    let lean: Normalizer;
+    try {
+      lean = await Normalizer.fit(
+        { gallery, queryBank: needs.query ? queryBank : undefined, galleryBank: needs.gallery ? galleryBank : undefined, metric },
+        { ...opts, keep: 'statistics', onProgress: (p) => progress.update(p) },
+      );
+    } finally {
+      progress.stop();
+    }
+    await lean.save(o.out);
+    log(`dbnorm fit: ${opts.method} on ${lean.galleryCount} × ${lean.dim} items (lean) saved to ${o.out} (${((performance.now() - t0) / 1000).toFixed(2)} s)`);
+    return;
+  }
   const [g, qb, gb] = await Promise.all([readNpy(gallery, { mmap: true }), queryBank && needs.query ? readNpy(queryBank, { mmap: true }) : undefined, galleryBank && needs.gallery ? readNpy(galleryBank, { mmap: true }) : undefined]);
   log(`dbnorm fit: --gallery ${gallery}: ${g.rows} × ${g.cols}${qb ? `; --query-bank: ${qb.rows} × ${qb.cols}` : ''}${gb ? `; --gallery-bank: ${gb.rows} × ${gb.cols}` : ''}`);
   const progress = phaseProgress('fit');
   let norm: Normalizer;
   try {
-    norm = await Normalizer.fit({ gallery: g, queryBank: qb, galleryBank: gb, metric }, { ...opts, onProgress: (p) => progress.update(p) });
+    norm = await Normalizer.fit({ gallery: g, queryBank: qb, galleryBank: gb, metric }, { ...opts, galleryStorage: o.galleryStorage, onProgress: (p) => progress.update(p) });
   } finally {
     progress.stop();
   }

@@ -227,6 +227,14 @@ pub struct NativeFitInput {
     pub gallery_count: Option<u32>,
     /// Similarity mode: query bank × gallery bank (m_q × m_g, cross-modal; DBSN).
     pub query_bank_gallery_bank_sims: Option<NativeMatrix>,
+    /// `keep: 'statistics'` ("statistics") or the default "all" (see `large::fit_lean`).
+    pub keep: Option<String>,
+    /// Lean fit: the `.npy` files the gallery and the banks are read from (a bank path replaces its matrix).
+    pub gallery_path: Option<String>,
+    pub query_bank_path: Option<String>,
+    pub gallery_bank_path: Option<String>,
+    /// "float32" (default), "float16" or "bfloat16": how the fitted gallery is stored for search.
+    pub gallery_storage: Option<String>,
 }
 
 fn opt_view<'a>(m: &'a Option<NativeMatrix>, name: &str) -> crate::Result<Option<MatRef<'a>>> {
@@ -275,13 +283,17 @@ pub(crate) fn fit_source(input: &NativeFitInput) -> crate::Result<FitSource<'_>>
 fn fit_impl(input: &NativeFitInput, params: &NativeParams, ctl: &Control) -> crate::Result<Normalizer> {
     probe_gallery_count(input)?;
     let (method, p) = parse_params(params)?;
-    match fit_source(input)? {
+    if let Some(n) = large::fit_lean(input, method, p, ctl)? {
+        return Ok(n);
+    }
+    let n = match fit_source(input)? {
         FitSource::Embeddings { metric, gallery, query_bank, gallery_bank } => Normalizer::fit_embeddings(method, p, metric, gallery, query_bank, gallery_bank, ctl),
         FitSource::Similarities { query_bank_sims, gallery_bank_sims, gallery_count } => {
             let cross = opt_view(&input.query_bank_gallery_bank_sims, "queryBankGalleryBankSims")?;
             Normalizer::fit_similarities_with(method, p, query_bank_sims, gallery_bank_sims, cross, gallery_count, ctl)
         }
-    }
+    }?;
+    large::apply_storage(n, input.gallery_storage.as_deref())
 }
 
 /// Top-k per query: `indices` and `scores` are rows×k row-major, best first.

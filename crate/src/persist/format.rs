@@ -180,7 +180,7 @@ fn put_f64(h: &mut [u8], off: usize, v: f64) {
     h[off..off + 8].copy_from_slice(&v.to_le_bytes());
 }
 
-fn section_refs(n: &Normalizer) -> [Option<SecRef<'_>>; SECTION_COUNT] {
+fn section_refs<'a>(n: &'a Normalizer, store: Option<&'a [f32]>) -> [Option<SecRef<'a>>; SECTION_COUNT] {
     let q = n.query_stats.as_ref();
     let g = n.gallery_stats.as_ref();
     fn lse(s: Option<&BankStats>) -> Option<SecRef<'_>> {
@@ -196,7 +196,7 @@ fn section_refs(n: &Normalizer) -> [Option<SecRef<'_>>; SECTION_COUNT] {
         s.and_then(|s| s.row_topk_score.as_deref()).map(SecRef::F32)
     }
     [
-        Some(SecRef::F32(&n.gallery)),
+        Some(SecRef::F32(store.unwrap_or(&n.gallery))),
         Some(SecRef::F32(&n.query_bank)),
         Some(SecRef::F32(&n.gallery_bank)),
         lse(q),
@@ -210,7 +210,7 @@ fn section_refs(n: &Normalizer) -> [Option<SecRef<'_>>; SECTION_COUNT] {
     ]
 }
 
-fn encode_header(n: &Normalizer, secs: &[Option<SecRef<'_>>; SECTION_COUNT]) -> [u8; HEADER_LEN] {
+fn encode_header(n: &Normalizer, secs: &[Option<SecRef<'_>>; SECTION_COUNT], store_flags: u8) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[..8].copy_from_slice(&MAGIC);
     put_u32(&mut h, offsets::VERSION, FORMAT_VERSION);
@@ -222,7 +222,7 @@ fn encode_header(n: &Normalizer, secs: &[Option<SecRef<'_>>; SECTION_COUNT]) -> 
     };
     h[offsets::MODE] = mode;
     h[offsets::METRIC] = metric;
-    h[offsets::FLAGS] = if n.query_stats.is_some() { FLAG_QUERY_STATS } else { 0 } | if n.gallery_stats.is_some() { FLAG_GALLERY_STATS } else { 0 };
+    h[offsets::FLAGS] = if n.query_stats.is_some() { FLAG_QUERY_STATS } else { 0 } | if n.gallery_stats.is_some() { FLAG_GALLERY_STATS } else { 0 } | store_flags;
     let p = &n.params;
     put_f64(&mut h, offsets::BETA_QUERY, p.beta_query);
     put_f64(&mut h, offsets::BETA_GALLERY, p.beta_gallery);
@@ -286,8 +286,9 @@ impl<W: Write + ?Sized> Hashing<'_, W> {
 
 /// Writes `n` in the version-1 format to `w` (which should be buffered).
 pub fn write_to<W: Write + ?Sized>(n: &Normalizer, w: &mut W) -> io::Result<()> {
-    let secs = section_refs(n);
-    let header = encode_header(n, &secs);
+    let store = super::store::encode(n);
+    let secs = section_refs(n, store.as_ref().map(|s| &s.1[..]));
+    let header = encode_header(n, &secs, store.as_ref().map(|s| s.0).unwrap_or(0));
     let mut hw = Hashing { w, crc: crc32fast::Hasher::new(), buf: Vec::new() };
     hw.put(&header)?;
     for s in secs.iter().flatten() {
@@ -619,7 +620,7 @@ fn build_stats(h: &[u8], desc_off: usize, first: usize, secs: &mut [Option<SecVe
 fn build(h: &[u8], mut secs: Vec<Option<SecVec>>, name: &str) -> Result<Normalizer> {
     let method = method_from_code(h[offsets::METHOD]).ok_or_else(|| fmt_err(name, format!("unknown method code {}", h[offsets::METHOD])))?;
     let flags = h[offsets::FLAGS];
-    if flags & !(FLAG_QUERY_STATS | FLAG_GALLERY_STATS) != 0 || get_u32(h, offsets::RESERVED) != 0 {
+    if flags & !(FLAG_QUERY_STATS | FLAG_GALLERY_STATS | super::store::STORE_FLAGS) != 0 || get_u32(h, offsets::RESERVED) != 0 {
         return Err(fmt_err(name, "corrupted header: unknown flags or non-zero reserved bytes"));
     }
     let params = Params {
@@ -651,7 +652,12 @@ fn build(h: &[u8], mut secs: Vec<Option<SecVec>>, name: &str) -> Result<Normaliz
         (MODE_SIMILARITIES, METRIC_NONE) => Mode::Similarities,
         (m, t) => return Err(fmt_err(name, format!("corrupted header: invalid mode/metric codes {m}/{t}"))),
     };
-    let gallery = take_f32(&mut secs[sections::GALLERY]).unwrap_or_default();
+    let mut gallery = take_f32(&mut secs[sections::GALLERY]).unwrap_or_default();
+    // A gallery not held as f32 (lean references or half precision, `super::store`): decoded after
+    // the statistics; the f32 checks below see an empty gallery.
+    let store = flags & super::store::STORE_FLAGS;
+    let store_words = if store != 0 { std::mem::take(&mut gallery) } else { Vec::new() };
+    let lean = store & super::store::FLAG_LEAN != 0;
     let query_bank = take_f32(&mut secs[sections::QUERY_BANK]).unwrap_or_default();
     let gallery_bank = take_f32(&mut secs[sections::GALLERY_BANK]).unwrap_or_default();
     match mode {
@@ -659,7 +665,9 @@ fn build(h: &[u8], mut secs: Vec<Option<SecVec>>, name: &str) -> Result<Normaliz
             if n == 0 || dim == 0 {
                 return Err(fmt_err(name, format!("inconsistent file: embeddings mode with {n} gallery items of dim {dim}")));
             }
-            check_len(gallery.len(), n, dim, "gallery", "n_gallery·dim", name)?;
+            if store == 0 {
+                check_len(gallery.len(), n, dim, "gallery", "n_gallery·dim", name)?;
+            }
             check_len(query_bank.len(), q_rows, dim, "queryBank", "rows·dim", name)?;
             check_len(gallery_bank.len(), g_rows, dim, "galleryBank", "rows·dim", name)?;
             check_finite_f32(&gallery, "gallery", name)?;
@@ -667,7 +675,7 @@ fn build(h: &[u8], mut secs: Vec<Option<SecVec>>, name: &str) -> Result<Normaliz
             check_finite_f32(&gallery_bank, "galleryBank", name)?;
         }
         Mode::Similarities => {
-            if dim != 0 || q_rows != 0 || g_rows != 0 || !gallery.is_empty() || !query_bank.is_empty() || !gallery_bank.is_empty() {
+            if store != 0 || dim != 0 || q_rows != 0 || g_rows != 0 || !gallery.is_empty() || !query_bank.is_empty() || !gallery_bank.is_empty() {
                 return Err(fmt_err(name, "inconsistent file: similarity mode stores no embeddings"));
             }
             if n == 0 && method != Method::None {
@@ -700,7 +708,7 @@ fn build(h: &[u8], mut secs: Vec<Option<SecVec>>, name: &str) -> Result<Normaliz
             Some(_) if !has => return Err(fmt_err(name, format!("inconsistent file: method '{}' needs {bank} statistics, none stored", method.as_str()))),
             Some(r) => {
                 let s = build_stats(h, desc, first, &mut secs, r, n, bank, name)?;
-                if matches!(mode, Mode::Embeddings { .. }) && s.bank_rows != stored_rows {
+                if matches!(mode, Mode::Embeddings { .. }) && !lean && s.bank_rows != stored_rows {
                     return Err(fmt_err(name, format!("inconsistent file: {bank} statistics from {} rows, {stored_rows} rows stored", s.bank_rows)));
                 }
                 stats[slot] = Some(s);
@@ -708,6 +716,10 @@ fn build(h: &[u8], mut secs: Vec<Option<SecVec>>, name: &str) -> Result<Normaliz
         }
     }
     let [query_stats, gallery_stats] = stats;
-    Normalizer::rebuild(method, params, mode, n, gallery, query_bank, gallery_bank, query_stats, gallery_stats, Default::default())
-        .map_err(|e| fmt_err(name, format!("inconsistent file: {}", e.message)))
+    let mut out = Normalizer::rebuild(method, params, mode.clone(), n, gallery, query_bank, gallery_bank, query_stats, gallery_stats, Default::default())
+        .map_err(|e| fmt_err(name, format!("inconsistent file: {}", e.message)))?;
+    if let (true, Mode::Embeddings { metric, dim }) = (store != 0, mode) {
+        super::store::decode(&mut out, flags, &store_words, metric, dim, name)?;
+    }
+    Ok(out)
 }

@@ -12,7 +12,7 @@
 //! | 16 | 1 | method (0 none, 1 is, 2 dis, 3 dual-is, 4 dual-dis, 5 csls, 6 nnn) |
 //! | 17 | 1 | mode (1 embeddings, 2 similarities) |
 //! | 18 | 1 | metric (0 none — similarity mode, 1 cosine, 2 dot) |
-//! | 19 | 1 | flags: bit 0 query-bank statistics present, bit 1 gallery-bank statistics present |
+//! | 19 | 1 | flags: bit 0 query-bank statistics present, bit 1 gallery-bank statistics present; bits 2–4 how section 0 holds the gallery ([`store`]: 4 lean source references, 8 float16, 16 bfloat16; 0 `f32` rows) |
 //! | 20 | 4 | reserved, 0 |
 //! | 24 | 8 | β_q `f64` |
 //! | 32 | 8 | β_g `f64` |
@@ -59,6 +59,7 @@
 
 pub mod file;
 pub mod format;
+pub mod store;
 
 pub use file::{load, save};
 pub use format::{checksum, from_bytes, offsets, read_from, sections, to_bytes, write_to, ENDIAN_MARKER, FORMAT_VERSION, HEADER_LEN, MAGIC, SECTION_COUNT, TRAILER_LEN};
