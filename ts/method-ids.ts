@@ -2,4 +2,4 @@
 // during `npm run build`. Do not edit: add the method to the registry and rebuild.
 
 /** Every method id of the registry, in table order. @internal */
-export const METHOD_IDS = ['none', 'is', 'dis', 'dual-is', 'dual-dis', 'csls', 'nnn', 'dn', 'invgc', 'sn', 'dual-sn'] as const;
+export const METHOD_IDS = ['none', 'is', 'dis', 'dual-is', 'dual-dis', 'csls', 'nnn', 'sn', 'dual-sn'] as const;
