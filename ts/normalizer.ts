@@ -259,9 +259,7 @@ export function resolveOptions(opts: MethodOptions, cosineEmbeddings: boolean, e
       if (spec.defaultCosineOnly && !cosineEmbeddings) {
         throw new DbnormError(
           'ERR_PARAM',
-          spec.name === 'rateGallery' || spec.name === 'rateQuery'
-            ? `${spec.name} is required${why} (${spec.doc}): its default ${spec.default} is a cosine-scale value (the InvGC paper fixes no rate)`
-            : spec.name === 'tau'
+          spec.name === 'tau'
             ? `tau is required${why}: τ is a temperature relative to the similarity scale (τ on ×100 logits ≈ 100 × τ on cosine), ` +
                 `so no default is safe; e.g. 0.01 for cosine-scale scores, 1 for ×100 logits`
             : `${spec.name} is required${why}: β is an inverse temperature relative to the similarity scale ` +

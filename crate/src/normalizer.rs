@@ -14,7 +14,7 @@ use crate::matrix::MatRef;
 use crate::methods::scorer::Scorer;
 use crate::methods::stats::{bank_stats, BankStats, Source, StatsRequest};
 use rayon::prelude::*;
-use crate::methods::{none, FitInputs, GalleryInput, Method, MethodState, Params};
+use crate::methods::{none, FitInputs, Method, MethodState, Params};
 
 /// Where similarities come from.
 #[derive(Clone, Debug, PartialEq)]
@@ -148,7 +148,6 @@ impl Normalizer {
                 b.check_finite(name)?;
             }
         }
-        // A declared bank is needed even without statistics (DN's means, InvGC's neighbours).
         let qb = check_bank(method, query_bank, rq.is_some() || method.needs_query_bank(), "queryBank", "query-modality embeddings, e.g. training captions")?;
         let gb = check_bank(method, gallery_bank, rg.is_some() || method.needs_gallery_bank(), "galleryBank", "gallery-modality embeddings, e.g. training images")?;
         for (b, name) in [(qb, "queryBank"), (gb, "galleryBank")] {
@@ -162,23 +161,15 @@ impl Normalizer {
         let g = prepare(gallery, metric, "gallery")?.into_owned();
         let qbv = qb.map(|b| prepare(b, metric, "queryBank").map(|c| c.into_owned())).transpose()?.unwrap_or_default();
         let gbv = gb.map(|b| prepare(b, metric, "galleryBank").map(|c| c.into_owned())).transpose()?.unwrap_or_default();
-        let d = gallery.cols;
-        // The method's gallery transform (DN, InvGC), before the statistics pass.
-        let mut state = MethodState::default();
-        let g = match method.info().gallery_transform {
-            Some(t) => t(&GalleryInput { params: &params, metric, dim: d, items: &g, n_existing: 0, query_bank: &qbv, gallery_bank: &gbv }, &mut state, ctl)?,
-            None => g,
-        };
-        Self::fit_prepared(method, params, metric, d, g, qbv, gbv, state, ctl, "fit")
+        Self::fit_prepared(method, params, metric, gallery.cols, g, qbv, gbv, ctl, "fit")
     }
 
     /// The statistics pass of an embeddings-mode fit over already prepared (metric-normalised,
-    /// validated, transformed) gallery and banks, row-major `dim` wide; a bank the method does not
-    /// use is empty; `state` is the method state so far (from its gallery transform). Shared by
-    /// [`Self::fit_embeddings`] and the refit of gallery-dependent methods in
+    /// validated) gallery and banks, row-major `dim` wide; a bank the method does not use is empty.
+    /// Shared by [`Self::fit_embeddings`] and the refit of gallery-dependent methods in
     /// [`Self::add_gallery_embeddings`]; `phase` prefixes the progress phases.
     #[allow(clippy::too_many_arguments)]
-    fn fit_prepared(method: Method, params: Params, metric: Metric, d: usize, g: Vec<f32>, qbv: Vec<f32>, gbv: Vec<f32>, state: MethodState, ctl: &Control, phase: &str) -> Result<Normalizer> {
+    fn fit_prepared(method: Method, params: Params, metric: Metric, d: usize, g: Vec<f32>, qbv: Vec<f32>, gbv: Vec<f32>, ctl: &Control, phase: &str) -> Result<Normalizer> {
         let (rq, rg) = method.requests(&params);
         let n = g.len() / d;
         let qs = match rq {
@@ -191,7 +182,7 @@ impl Normalizer {
         };
         let state = match method.info().fit_state {
             Some(f) => f(&params, &FitInputs::Embeddings { gallery: &g, query_bank: &qbv, gallery_bank: &gbv, dim: d }, qs.as_ref(), gs.as_ref(), ctl)?,
-            None => state,
+            None => MethodState::default(),
         };
         let scorer = method.scorer(&params, qs.as_ref(), gs.as_ref(), &state, n);
         let mode = Mode::Embeddings { metric, dim: d };
@@ -560,9 +551,6 @@ impl Normalizer {
         ctl: &Control,
     ) -> Result<Normalizer> {
         params.validate(method)?;
-        if method.info().gallery_transform.is_some() {
-            return Err(Error::param(format!("method '{}' stores a transformed gallery, so the gallery cannot be read again from its file: fit it without keep: 'statistics'", method.as_str())));
-        }
         if method.info().fit_state.is_some() {
             return Err(Error::param(format!(
                 "method '{}' fits its state over the whole gallery in memory; keep: 'statistics' is not available for it (use keep: 'all')",
@@ -679,18 +667,8 @@ impl Normalizer {
             let mut gallery = Vec::with_capacity(self.gallery.len() + prepared.len());
             gallery.extend_from_slice(&self.gallery);
             gallery.extend_from_slice(&prepared);
-            return Self::fit_prepared(self.method, self.params, metric, dim, gallery, self.query_bank.clone(), self.gallery_bank.clone(), MethodState::default(), ctl, "addGallery");
+            return Self::fit_prepared(self.method, self.params, metric, dim, gallery, self.query_bank.clone(), self.gallery_bank.clone(), ctl, "addGallery");
         }
-        // The method's gallery transform (DN, InvGC) applies to the new items too.
-        let mut state = self.state.clone();
-        let prepared = match self.method.info().gallery_transform {
-            Some(t) => t(
-                &GalleryInput { params: &self.params, metric, dim, items: &prepared, n_existing: self.n_gallery, query_bank: &self.query_bank, gallery_bank: &self.gallery_bank },
-                &mut state,
-                ctl,
-            )?,
-            None => prepared,
-        };
         let (rq, rg) = self.method.requests(&self.params);
         self.check_sources()?;
         let qbank = if rq.is_some() { self.bank_for_add(true, metric, dim)? } else { std::borrow::Cow::Borrowed(&self.query_bank[..]) };
@@ -711,7 +689,7 @@ impl Normalizer {
             appended.extend_from_slice(&l.gallery.appended);
             appended.extend_from_slice(&prepared);
             let lean = Lean { gallery: LeanGallery { source: l.gallery.source.clone(), metric, appended }, query_bank: l.query_bank.clone(), gallery_bank: l.gallery_bank.clone() };
-            let mut n = Normalizer::rebuild(self.method, self.params, self.mode.clone(), self.n_gallery + n_new, Vec::new(), Vec::new(), Vec::new(), qs, gs, state)?;
+            let mut n = Normalizer::rebuild(self.method, self.params, self.mode.clone(), self.n_gallery + n_new, Vec::new(), Vec::new(), Vec::new(), qs, gs, self.state.clone())?;
             n.lean = Some(Arc::new(lean));
             return Ok(n);
         }
@@ -720,14 +698,14 @@ impl Normalizer {
             let mut data = Vec::with_capacity(h.data.len() + add.data.len());
             data.extend_from_slice(&h.data);
             data.extend_from_slice(&add.data);
-            let mut n = Normalizer::rebuild(self.method, self.params, self.mode.clone(), self.n_gallery + n_new, Vec::new(), self.query_bank.clone(), self.gallery_bank.clone(), qs, gs, state)?;
+            let mut n = Normalizer::rebuild(self.method, self.params, self.mode.clone(), self.n_gallery + n_new, Vec::new(), self.query_bank.clone(), self.gallery_bank.clone(), qs, gs, self.state.clone())?;
             n.half = Some(Arc::new(HalfRows { kind: h.kind, dim, data }));
             return Ok(n);
         }
         let mut gallery = Vec::with_capacity(self.gallery.len() + prepared.len());
         gallery.extend_from_slice(&self.gallery);
         gallery.extend_from_slice(&prepared);
-        Normalizer::rebuild(self.method, self.params, self.mode.clone(), self.n_gallery + n_new, gallery, self.query_bank.clone(), self.gallery_bank.clone(), qs, gs, state)
+        Normalizer::rebuild(self.method, self.params, self.mode.clone(), self.n_gallery + n_new, gallery, self.query_bank.clone(), self.gallery_bank.clone(), qs, gs, self.state.clone())
     }
 
     /// The prepared query bank (`query`) or gallery bank for `addGallery`: the stored one, or for a

@@ -170,9 +170,7 @@ fn scores_at_the_bound_are_finite_and_rank_as_f64() {
         for i in 0..20 {
             // rerank over every item = an independent full f64 sort (its context is the full row)
             assert_eq!(ri[i * x.ng..i * x.ng + ke], idx[i * ke..(i + 1) * ke], "{}: search vs full rerank, query {i}", m.as_str());
-            // (a gallery-transforming method scores against its own stored gallery, not `raw`'s;
-            // DN and InvGC check their rankings against float64 references in their own modules)
-            if sc_.variants() == 1 && sc_.offset_k == 0 && m.info().gallery_transform.is_none() {
+            if sc_.variants() == 1 && sc_.offset_k == 0 {
                 let row = &raw[i * x.ng..(i + 1) * x.ng];
                 let mut l: Vec<(f64, u32)> = row.iter().enumerate().map(|(j, &s)| (sc_.scale * s as f64 - sc_.bias[0][j], j as u32)).collect();
                 dbnorm::kernels::topk::sort_ranked(&mut l);

@@ -431,8 +431,6 @@ fn configs(method: Method) -> Vec<Params> {
         Method::Csls => vec![params(|p| p.csls_k = 10), params(|p| p.csls_k = 3)],
         Method::Nnn => vec![params(|p| (p.nnn_k, p.nnn_alpha) = (128, 0.75)), params(|p| (p.nnn_k, p.nnn_alpha) = (5, 0.5))],
         Method::Sn | Method::DualSn => vec![params(|p| (p.tau, p.iterations) = (0.05, 10)), params(|p| (p.tau, p.iterations) = (0.5, 3))],
-        // tested against their own references (crate/src/methods/dn.rs, invgc.rs)
-        Method::Dn | Method::Invgc => vec![],
     }
 }
 

@@ -10,8 +10,6 @@
 //! | [`dual_dis`] | both banks | (β_q+β_g)·s − γ_q(q)·L_q(j) − γ_g(q)·L_g(j) |
 //! | [`csls`] | query bank | 2s − r_T(q) − r_S(j) |
 //! | [`nnn`] | query bank | s − α·mean top-k_b P^q_bj |
-//! | [`dn`] | both banks (means) | (q − λμ_Q)·(g − λμ_G) − α·mean top-k_b of the shifted P^q_bj |
-//! | [`invgc`] | both banks | q·g*_j, g* the inverse-graph-convolved gallery |
 
 pub mod scorer;
 pub mod sinkhorn;
@@ -64,8 +62,6 @@ registry! {
     DualDis => dual_dis,
     Csls => csls,
     Nnn => nnn,
-    Dn => dn,
-    Invgc => invgc,
     Sn => sn,
     DualSn => dual_sn,
 }
@@ -197,64 +193,9 @@ pub static PARAMS: &[ParamSpec] = &[
         min: 0.0,
         min_inclusive: true,
         max: scorer::MAX_PARAM, // the finite-score contract (methods::scorer)
-        doc: "NNN weight α (also DN's, which runs NNN on the shifted vectors)",
+        doc: "NNN weight α",
         get: |p| p.nnn_alpha,
         set: |p, v| p.nnn_alpha = v,
-    },
-    ParamSpec {
-        name: "lambda",
-        kind: ParamKind::Float,
-        default: ParamDefault::Always(0.5),
-        min: 0.0,
-        min_inclusive: true,
-        max: dn::MAX_LAMBDA,
-        doc: "DN shift λ: queries move by −λμ_Q, the gallery by −λμ_G",
-        get: |p| p.lambda,
-        set: |p, v| p.lambda = v,
-    },
-    ParamSpec {
-        name: "rateGallery",
-        kind: ParamKind::Float,
-        default: ParamDefault::CosineOnly(invgc::DEFAULT_RATE),
-        min: 0.0,
-        min_inclusive: true,
-        max: invgc::MAX_RATE,
-        doc: "InvGC propagation rate r_g towards the gallery bank",
-        get: |p| p.rate_gallery,
-        set: |p, v| p.rate_gallery = v,
-    },
-    ParamSpec {
-        name: "rateQuery",
-        kind: ParamKind::Float,
-        default: ParamDefault::CosineOnly(invgc::DEFAULT_RATE),
-        min: 0.0,
-        min_inclusive: true,
-        max: invgc::MAX_RATE,
-        doc: "InvGC propagation rate r_q towards the query bank",
-        get: |p| p.rate_query,
-        set: |p, v| p.rate_query = v,
-    },
-    ParamSpec {
-        name: "poolRate",
-        kind: ParamKind::Float,
-        default: ParamDefault::Always(0.01),
-        min: 0.0,
-        min_inclusive: false,
-        max: 1.0,
-        doc: "InvGC LocalAdj neighbourhood: P = ⌊poolRate·M⌋ bank items, clamped to [1, M]",
-        get: |p| p.pool_rate,
-        set: |p, v| p.pool_rate = v,
-    },
-    ParamSpec {
-        name: "invgcVariant",
-        kind: ParamKind::Int,
-        default: ParamDefault::Always(0.0),
-        min: 0.0,
-        min_inclusive: true,
-        max: 1.0,
-        doc: "InvGC graph: 0 = LocalAdj (top-P neighbours), 1 = plain (every bank item, centred by the global mean; depends on the whole gallery)",
-        get: |p| p.invgc_variant as f64,
-        set: |p, v| p.invgc_variant = v as usize,
     },
     ParamSpec {
         name: "tau",
@@ -333,9 +274,6 @@ pub struct MethodInfo {
     /// Default: the method keeps no state. A method with state sets this, e.g. with
     /// [`MethodState::check_exact`].
     pub check_state: fn(&Params, &MethodState, &StateShape) -> std::result::Result<(), String>,
-    /// Rewrites the prepared gallery rows before the statistics pass (DN's shift, InvGC's inverse
-    /// graph convolution); also applied to `addGallery` items. `None`: the gallery is stored as prepared.
-    pub gallery_transform: Option<GalleryTransform>,
     /// The method's own fitting step, run after the bank statistics on the whole fit input: returns
     /// the [`MethodState`] its scorer reads (SN / DBSN: the Sinkhorn potentials). `None`: the state
     /// stays empty.
@@ -370,26 +308,6 @@ pub enum FitInputs<'a> {
     Similarities { n_gallery: usize, query_bank_sims: Option<MatRef<'a>>, gallery_bank_sims: Option<MatRef<'a>>, query_gallery_bank_sims: Option<MatRef<'a>> },
 }
 
-/// What a [`GalleryTransform`] sees. Every matrix is row-major `f32`, `dim` wide and prepared for the
-/// metric (unit rows under cosine).
-pub struct GalleryInput<'a> {
-    pub params: &'a Params,
-    pub metric: crate::kernels::similarity::Metric,
-    pub dim: usize,
-    /// The rows to transform: the whole gallery at fit, only the new items in `addGallery`.
-    pub items: &'a [f32],
-    /// Gallery items already fitted (0 at fit; the current gallery size in `addGallery`).
-    pub n_existing: usize,
-    /// The banks the method declares (empty otherwise).
-    pub query_bank: &'a [f32],
-    pub gallery_bank: &'a [f32],
-}
-
-/// A gallery transform: returns the rows to store (`items.len()` values) and records what it fitted
-/// (at fit) or appends its per-item values (in `addGallery`) in the [`MethodState`]. Inputs are
-/// never modified.
-pub type GalleryTransform = fn(&GalleryInput, &mut MethodState, &crate::control::Control) -> Result<Vec<f32>>;
-
 impl MethodInfo {
     /// Defaults of the descriptor fields a method may leave out (`..MethodInfo::BASE`). New optional
     /// capabilities get a field here with the "not used" default, so existing method files compile
@@ -408,7 +326,6 @@ impl MethodInfo {
         embeddings_only: false,
         gallery_dependent: false,
         check_state: |_, s, _| s.check_exact(&[]),
-        gallery_transform: None,
         fit_state: None,
         cross_bank_sims: false,
     };
@@ -524,17 +441,8 @@ pub struct Params {
     pub csls_k: usize,
     /// NNN neighbourhood size k, ≥ 1 (clamped to the bank size).
     pub nnn_k: usize,
-    /// NNN weight α ≥ 0 (NNN and DN).
+    /// NNN weight α ≥ 0.
     pub nnn_alpha: f64,
-    /// DN shift λ ≥ 0.
-    pub lambda: f64,
-    /// InvGC rates r_g (gallery bank) and r_q (query bank), ≥ 0.
-    pub rate_gallery: f64,
-    pub rate_query: f64,
-    /// InvGC LocalAdj pool rate in (0, 1].
-    pub pool_rate: f64,
-    /// InvGC variant: 0 = LocalAdj, 1 = plain.
-    pub invgc_variant: usize,
     /// Sinkhorn temperature τ (SN / DBSN; divides similarities), ≥ 1e-30.
     pub tau: f64,
     /// Sinkhorn iterations T ≥ 0 (SN / DBSN).
@@ -546,7 +454,7 @@ pub struct Params {
 impl Default for Params {
     fn default() -> Self {
         // The table's defaults (cosine-only β defaults included: the cosine-embeddings case).
-        let mut p = Params { beta_query: 0.0, beta_gallery: 0.0, k: 0, csls_k: 0, nnn_k: 0, nnn_alpha: 0.0, tau: 0.0, iterations: 0, tol: 0.0, lambda: 0.0, rate_gallery: 0.0, rate_query: 0.0, pool_rate: 0.0, invgc_variant: 0 };
+        let mut p = Params { beta_query: 0.0, beta_gallery: 0.0, k: 0, csls_k: 0, nnn_k: 0, nnn_alpha: 0.0, tau: 0.0, iterations: 0, tol: 0.0 };
         for s in PARAMS {
             let (ParamDefault::Always(v) | ParamDefault::CosineOnly(v)) = s.default;
             s.set(&mut p, v);
@@ -590,7 +498,7 @@ mod tests {
             let (rq, rg) = m.requests(&Params::default());
             assert!(!rq.is_some() || info.query_bank, "{}", info.id);
             assert!(!rg.is_some() || info.gallery_bank, "{}", info.id);
-            assert!(rq.is_some() || rg.is_some() || info.fit_state.is_some() || info.gallery_transform.is_some() || !info.query_bank, "{}: a bank nobody reads", info.id);
+            assert!(rq.is_some() || rg.is_some() || info.fit_state.is_some() || !info.query_bank, "{}: a bank nobody reads", info.id);
             // β_g is read only by methods with a gallery bank; P^qh only by methods with both banks
             assert!(!info.uses("betaGallery") || info.gallery_bank, "{}", info.id);
             assert!(!info.cross_bank_sims || (info.query_bank && info.gallery_bank), "{}", info.id);
@@ -599,7 +507,7 @@ mod tests {
         let v1: Vec<(&str, u8)> = METHOD_TABLE.iter().map(|i| (i.id, i.persist_code)).collect();
         assert_eq!(v1[..7], [("none", 0), ("is", 1), ("dis", 2), ("dual-is", 3), ("dual-dis", 4), ("csls", 5), ("nnn", 6)]);
         // issue 13's codes
-        for (id, code) in [("sn", 7), ("dual-sn", 8), ("dn", 9), ("invgc", 10)] {
+        for (id, code) in [("sn", 7), ("dual-sn", 8)] {
             assert_eq!(Method::parse(id).unwrap().info().persist_code, code, "{id}");
         }
     }
