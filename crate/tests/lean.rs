@@ -95,7 +95,7 @@ fn lean_fit_and_every_search_path_are_bit_identical_to_the_in_memory_fit() {
                 let p = params();
                 let (qm, gm) = (MatRef::new(&qb, mq, d, "qb").unwrap(), MatRef::new(&gb, mg, d, "gb").unwrap());
                 if method.info().fit_state.is_some() {
-                    // a state fitted over the whole gallery: refused, not silently approximated
+                    // a state fitted over the whole gallery, or a transformed gallery: refused, not silently approximated
                     let e = Normalizer::fit_lean_blocked(method, p, metric, SourceFile::open(&gp, None, "gallery").unwrap(), Some(qm), Some(gm), (None, None), 512, &ctl).unwrap_err();
                     assert_eq!(e.code, ErrorCode::Param, "{method:?}");
                     checked += 1;
