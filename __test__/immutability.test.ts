@@ -36,7 +36,7 @@ describe('inputs are never mutated', () => {
 
   // sn / dual-sn: gallery-dependent, fitted state — addGallery refits, save needs the next format and
   // sharding is refused by the framework (issue 13, n13-frame); excluded here until that lands.
-  for (const method of METHODS.filter((m) => m !== 'sn' && m !== 'dual-sn')) {
+  for (const method of METHODS) {
     it(`${method}: fit, scores, search, rerank, augmented vectors, addGallery, save/load, evaluation`, async () => {
       const cand = new Uint32Array(queries.rows * 5).map((_, i) => (i * 7) % gallery.rows);
       const candCopy = cand.slice();

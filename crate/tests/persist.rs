@@ -94,8 +94,7 @@ fn fixtures() -> Vec<Fixture> {
     let q_sims: Vec<f32> = random(NQ * NG, 7).iter().map(|v| v * 30.0).collect();
     let qg_sims: Vec<f32> = random(MQ * MG, 8).iter().map(|v| v * 30.0).collect();
     let mut out = Vec::new();
-    // Methods with their own fitted state (SN / DBSN) cannot be saved in format version 1 (refused).
-    for method in Method::ALL.into_iter().filter(|m| m.info().fit_state.is_none()) {
+    for method in Method::ALL {
         for metric in [Metric::Cosine, Metric::Dot] {
             let norm = Normalizer::fit_embeddings(
                 method,
@@ -460,10 +459,10 @@ fn inconsistent_contents_with_a_valid_checksum_are_err_format() {
     semantic_case(&b, "unsorted row list", |c| c[gscore + 4..gscore + 8].copy_from_slice(&1e30f32.to_le_bytes()), "not sorted");
     semantic_case(&b, "method none with statistics", |c| c[offsets::METHOD] = 0, "does not use");
     semantic_case(&b, "method is with a gallery bank", |c| c[offsets::METHOD] = 1, "does not use");
-    semantic_case(&b, "unknown method", |c| c[offsets::METHOD] = 9, "unknown method code 9");
+    semantic_case(&b, "unknown method", |c| c[offsets::METHOD] = 200, "unknown method code 200");
     semantic_case(&b, "bad mode", |c| c[offsets::MODE] = 7, "mode/metric");
     semantic_case(&b, "similarity mode with embeddings", |c| (c[offsets::MODE], c[offsets::METRIC]) = (2, 0), "similarity mode");
-    semantic_case(&b, "unknown flag", |c| c[offsets::FLAGS] |= 8, "flags");
+    semantic_case(&b, "unknown flag", |c| c[offsets::FLAGS] |= 0x40, "flags");
     semantic_case(&b, "missing gallery statistics flag", |c| c[offsets::FLAGS] = 1, "needs galleryBank statistics");
     semantic_case(&b, "reserved byte", |c| c[offsets::RESERVED + 2] = 1, "reserved");
     semantic_case(&b, "n_gallery off by one", |c| c[offsets::N_GALLERY..offsets::N_GALLERY + 8].copy_from_slice(&(NG as u64 + 1).to_le_bytes()), "inconsistent");

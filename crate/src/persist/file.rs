@@ -15,11 +15,6 @@ use crate::normalizer::Normalizer;
 /// FIFO, socket or directory is refused. `ERR_IO` on any filesystem failure, in which case the
 /// target is untouched and no temporary file remains.
 pub fn save(n: &Normalizer, path: impl AsRef<Path>) -> Result<()> {
-    // Format version 1 has no section for a method's own fitted state (SN / DBSN potentials): such
-    // a normaliser is refused rather than written as a file that cannot be scored after loading.
-    if !n.state.is_empty() {
-        return Err(crate::error::Error::param(format!("method '{}' keeps fitted state that this save format (version 1) cannot store yet", n.method.as_str())));
-    }
     write_atomic(path.as_ref(), |w: &mut dyn io::Write| write_to(n, w))
 }
 
