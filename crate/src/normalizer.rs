@@ -410,29 +410,8 @@ fn merge_row_topk(m: usize, k: usize, old: (&[u32], &[f32], usize), new: (&[u32]
 
 /// Appends the statistics of new gallery items (`new`, computed over items `0..n_new` only) to `old`.
 fn append_stats(old: &BankStats, new: BankStats, n_old: usize, k_requested: usize) -> BankStats {
-    let cat = |a: &Option<Vec<f64>>, b: Option<Vec<f64>>| match (a, b) {
-        (Some(a), Some(b)) => Some(a.iter().copied().chain(b).collect()),
-        _ => None,
-    };
-    let mut out = BankStats {
-        bank_rows: old.bank_rows,
-        lse: cat(&old.lse, new.lse),
-        lse_beta: old.lse_beta,
-        top_k: old.top_k,
-        top_mean: cat(&old.top_mean, new.top_mean),
-        row_k: old.row_k,
-        row_topk_idx: None,
-        row_topk_score: None,
-    };
-    if let (Some(oi), Some(os), Some(mut ni), Some(ns)) = (old.row_topk_idx.as_ref(), old.row_topk_score.as_ref(), new.row_topk_idx, new.row_topk_score) {
-        for i in ni.iter_mut() {
-            *i += n_old as u32;
-        }
-        let (idx, sc, rk) = merge_row_topk(old.bank_rows, k_requested, (oi, os, old.row_k), (&ni, &ns, new.row_k));
-        out.row_topk_idx = Some(idx);
-        out.row_topk_score = Some(sc);
-        out.row_k = rk;
-    }
+    let mut out = old.clone();
+    append_stats_in_place(&mut out, new, n_old, k_requested);
     out
 }
 
