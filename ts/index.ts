@@ -21,12 +21,15 @@ export {
   type FitData,
   type FitOptions,
   type FitSimilaritiesData,
+  type GalleryStorage,
   type Method,
   type MethodOptions,
   type ResolvedOptions,
   type ShardedFitOptions,
+  type StorageInfo,
   type TopK,
 } from './normalizer.js';
+export { METHOD_IDS } from './method-ids.js';
 export { PartialNormalizer, evenSplit, type MergePart, type ShardCoverage, type ShardOptions, type ShardRange } from './shard.js';
 export { type CandidateIds } from './candidates.js';
 export { METHOD_INFO, PARAM_INFO, methodInfo, type MethodInfo, type ParamInfo } from './methods.js';

@@ -157,8 +157,9 @@ export interface StorageInfo {
   galleryStorage: GalleryStorage;
   /** A lean normaliser's gallery file. */
   gallerySource: string | null;
-  /** A lean normaliser's bank files (read again by `addGallery`), when the fit read the banks from files. */
+  /** A lean normaliser's query-bank file (read again by `addGallery`), when the fit read the bank from a file. */
   queryBankSource: string | null;
+  /** A lean normaliser's gallery-bank file (read again by `addGallery`), when the fit read the bank from a file. */
   galleryBankSource: string | null;
   /** Bytes of gallery rows held in memory (a lean normaliser: rows added by `addGallery` only). */
   galleryBytes: number;
