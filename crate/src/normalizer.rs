@@ -264,24 +264,7 @@ impl Normalizer {
             Some(f) => f(&params, &FitInputs::Similarities { n_gallery: n, query_bank_sims: qs_in, gallery_bank_sims: gs_in, query_gallery_bank_sims: hs_in }, qs.as_ref(), gs.as_ref(), ctl)?,
             None => MethodState::default(),
         };
-        let scorer = method.scorer(&params, qs.as_ref(), gs.as_ref(), &state, n);
-        Ok(Normalizer {
-            method,
-            params,
-            mode: Mode::Similarities,
-            n_gallery: n,
-            gallery: Vec::new(),
-            query_bank: Vec::new(),
-            gallery_bank: Vec::new(),
-            query_stats: qs,
-            gallery_stats: gs,
-            state,
-            half: None,
-            lean: None,
-            scorer,
-            bank_index: Default::default(),
-            overlap: 0,
-        })
+        Normalizer::rebuild(method, params, Mode::Similarities, n, Vec::new(), Vec::new(), Vec::new(), qs, gs, state)
     }
 
     pub fn scorer(&self) -> &Scorer {
@@ -591,26 +574,12 @@ impl Normalizer {
                 }
             }
         }
-        let state = MethodState::default();
-        let scorer = method.scorer(&params, qs.as_ref(), gs.as_ref(), &state, n);
         let lean = Lean { gallery: LeanGallery { source, metric, appended: Vec::new() }, query_bank: bank_sources.0.filter(|_| rq.is_some()), gallery_bank: bank_sources.1.filter(|_| rg.is_some()) };
-        Ok(Normalizer {
-            method,
-            params,
-            mode: Mode::Embeddings { metric, dim: d },
-            n_gallery: n,
-            gallery: Vec::new(),
-            query_bank: Vec::new(),
-            gallery_bank: Vec::new(),
-            query_stats: qs,
-            gallery_stats: gs,
-            state,
-            half: None,
-            lean: Some(Arc::new(lean)),
-            scorer,
-            bank_index: Default::default(),
-            overlap,
-        })
+        let mut out = Normalizer::rebuild(method, params, Mode::Embeddings { metric, dim: d }, n, Vec::new(), Vec::new(), Vec::new(), qs, gs, MethodState::default())?;
+        out.lean = Some(Arc::new(lean));
+        // counted block by block above (the lean normaliser holds no gallery rows to count from)
+        out.overlap = overlap;
+        Ok(out)
     }
 
     fn embeddings(&self) -> Result<(Metric, usize)> {
